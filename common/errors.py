@@ -1,0 +1,48 @@
+"""Errors for bad user input: each names the object and the field at fault."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """Invalid pool or advertisement configuration.
+
+    ``str(e)`` is ``"{source}: {field}: {message}"``; empty parts (a source not known yet) are left out. The
+    source names the object (``ConfigMap metallb-system/config``, ``IPAddressPool metallb-system/pool-a``) and
+    the field is a path inside it (``address-pools[0].addresses[1]``, ``spec.serviceAllocation.priority``).
+    """
+
+    def __init__(self, field: str, message: str, source: str = "") -> None:
+        self.source = source
+        self.field = field
+        self.message = message
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        return ": ".join(part for part in (self.source, self.field, self.message) if part)
+
+    def __str__(self) -> str:
+        return self._text()
+
+    def with_source(self, source: str) -> ConfigError:
+        """A copy naming ``source`` (the object the field belongs to)."""
+        return ConfigError(self.field, self.message, source)
+
+    def under(self, prefix: str) -> ConfigError:
+        """A copy whose field path is nested under ``prefix`` (e.g. ``spec.nodeSelectors[0]``)."""
+        field = f"{prefix}.{self.field}" if self.field else prefix
+        if self.field.startswith("["):
+            field = f"{prefix}{self.field}"
+        return ConfigError(field, self.message, self.source)
+
+
+class RequestError(ValueError):
+    """A Service asks for something malformed (bad annotation, conflicting fields).
+
+    ``str(e)`` is ``"{field}: {message}"``, e.g.
+    ``metadata.annotations[metallb.io/loadBalancerIPs]: "10.0.0.x" is not an IP address``.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")

@@ -1,0 +1,339 @@
+"""Parsing of both MetalLB configuration sources into the common pool model, with field-precise errors.
+
+Sources: the v0.12 ConfigMap (``config`` key, strict like MetalLB's yaml.UnmarshalStrict) and the
+metallb.io/v1beta1 IPAddressPool and L2Advertisement custom resources. ``build_config`` cross-checks
+pools from both sources.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+from common.errors import ConfigError
+from common.pools import AddressRange, Config, IPAddress, L2Advertisement, Pool, ServiceAllocation
+from common.selectors import LabelSelector, parse_label_selector
+
+CONFIGMAP_KEY = "config"
+
+# Keys MetalLB v0.12's configFile and addressPool structs accept. The BGP-only top-level sections are accepted
+# (a v0.12 file may carry them) but ignored: ironlb serves layer2 only.
+_TOP_LEVEL_KEYS = ("address-pools", "peers", "bgp-communities", "bfd-profiles")
+_POOL_KEYS = ("name", "protocol", "addresses", "auto-assign", "avoid-buggy-ips", "bgp-advertisements")
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _expect_bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be a boolean, got {_type_name(value)} {value!r}")
+    return value
+
+
+def _expect_str(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(field, f"must be a string, got {_type_name(value)} {value!r}")
+    return value
+
+
+def _expect_list(value: Any, field: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(field, f"must be a list, got {_type_name(value)}")
+    return value
+
+
+def _expect_mapping(value: Any, field: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(field, f"must be a mapping, got {_type_name(value)}")
+    return value
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def parse_address_range(text: str) -> AddressRange:
+    """One ``addresses`` entry: a CIDR (host bits must be zero, as MetalLB requires) or an ``A-B`` range.
+
+    Raises ValueError with a message naming the entry; callers add the field path.
+    """
+    if "-" not in text:
+        if "/" not in text:
+            raise ValueError(f'invalid CIDR "{text}": expected address/prefix-length or a "first-last" range')
+        try:
+            network = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError as exc:
+            raise ValueError(f'invalid CIDR "{text}": {exc}') from None
+        if int(network.network_address) != int(ipaddress.ip_interface(text.strip()).ip):
+            raise ValueError(f'invalid CIDR "{text}": host bits set (did you mean "{network}"?)')
+        return AddressRange(network.network_address, network.broadcast_address)
+    start_text, _, end_text = text.partition("-")
+    start = _parse_ip(start_text)
+    if start is None:
+        raise ValueError(f'invalid range "{text}": invalid first address "{start_text.strip()}"')
+    end = _parse_ip(end_text)
+    if end is None:
+        raise ValueError(f'invalid range "{text}": invalid last address "{end_text.strip()}"')
+    if start.version != end.version:
+        raise ValueError(f'invalid range "{text}": first and last are of different address families')
+    if int(start) > int(end):
+        raise ValueError(f'invalid range "{text}": first > last')
+    return AddressRange(start, end)
+
+
+def _parse_addresses(value: Any, field: str) -> tuple[AddressRange, ...]:
+    entries = _expect_list(value, field)
+    if not entries:
+        raise ConfigError(field, "pool has no addresses")
+    ranges = []
+    for index, entry in enumerate(entries):
+        entry_field = f"{field}[{index}]"
+        text = _expect_str(entry, entry_field)
+        try:
+            ranges.append(parse_address_range(text))
+        except ValueError as exc:
+            raise ConfigError(entry_field, str(exc)) from None
+    return tuple(ranges)
+
+
+def _parse_configmap_pool(obj: Any, field: str) -> Pool:
+    pool = _expect_mapping(obj, field)
+    if not isinstance(obj, Mapping):
+        raise ConfigError(field, f"must be a mapping, got {_type_name(obj)}")
+    for key in pool:
+        if key not in _POOL_KEYS:
+            raise ConfigError(f"{field}.{key}", f'unknown field "{key}" in an address pool')
+    name = pool.get("name")
+    if name is None or name == "":
+        raise ConfigError(f"{field}.name", "missing pool name")
+    name = _expect_str(name, f"{field}.name")
+    protocol = pool.get("protocol")
+    if protocol is None or protocol == "":
+        raise ConfigError(f"{field}.protocol", f'missing protocol in pool "{name}"')
+    protocol = _expect_str(protocol, f"{field}.protocol")
+    if protocol == "bgp":
+        raise ConfigError(f"{field}.protocol", 'protocol "bgp" is not supported: ironlb serves layer2 only')
+    if protocol != "layer2":
+        raise ConfigError(f"{field}.protocol", f'unknown protocol "{protocol}" (supported: layer2)')
+    if _expect_list(pool.get("bgp-advertisements"), f"{field}.bgp-advertisements"):
+        raise ConfigError(f"{field}.bgp-advertisements", "bgp-advertisements are only valid for bgp pools")
+    auto_assign = pool.get("auto-assign")
+    avoid_buggy = pool.get("avoid-buggy-ips")
+    return Pool(
+        name=name,
+        ranges=_parse_addresses(pool.get("addresses"), f"{field}.addresses"),
+        protocol=protocol,
+        auto_assign=True if auto_assign is None else _expect_bool(auto_assign, f"{field}.auto-assign"),
+        avoid_buggy_ips=(
+            False if avoid_buggy is None else _expect_bool(avoid_buggy, f"{field}.avoid-buggy-ips")
+        ),
+    )
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return f"invalid YAML: {' '.join(str(exc).split())}"
+
+
+def parse_configmap(data: Mapping[str, str] | None, source: str) -> tuple[Pool, ...]:
+    """Pools from a MetalLB v0.12 ConfigMap's ``data``; no ``config`` key or an empty document: no pools."""
+    try:
+        text = (data or {}).get(CONFIGMAP_KEY)
+        if text is None:
+            return ()
+        if not isinstance(text, str):
+            raise ConfigError(CONFIGMAP_KEY, f"must be a string, got {_type_name(text)}")
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(CONFIGMAP_KEY, _yaml_problem(exc)) from None
+        if document is None:
+            return ()
+        if not isinstance(document, Mapping):
+            raise ConfigError(CONFIGMAP_KEY, f"must be a YAML mapping, got {_type_name(document)}")
+        for key in document:
+            if key not in _TOP_LEVEL_KEYS:
+                expected = ", ".join(_TOP_LEVEL_KEYS)
+                raise ConfigError(str(key), f'unknown field "{key}" (expected one of {expected})')
+        pools = []
+        seen: dict[str, int] = {}
+        for index, obj in enumerate(_expect_list(document.get("address-pools"), "address-pools")):
+            pool = _parse_configmap_pool(obj, f"address-pools[{index}]")
+            if pool.name in seen:
+                raise ConfigError(
+                    f"address-pools[{index}].name",
+                    f'duplicate definition of pool "{pool.name}" (first at address-pools[{seen[pool.name]}])',
+                )
+            seen[pool.name] = index
+            pools.append(Pool(**{**pool.__dict__, "source": source}))
+        return tuple(pools)
+    except ConfigError as exc:
+        raise exc.with_source(source) from None
+
+
+def _object_source(kind: str, obj: Mapping[str, Any]) -> tuple[str, str]:
+    """(name, "Kind namespace/name") of a custom resource; raises ConfigError without a usable name."""
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    name = metadata.get("name")
+    namespace = metadata.get("namespace")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("metadata.name", "missing name", kind)
+    source = f"{kind} {namespace}/{name}" if isinstance(namespace, str) and namespace else f"{kind} {name}"
+    return name, source
+
+
+def _parse_selectors(value: Any, field: str) -> tuple[LabelSelector, ...]:
+    return tuple(
+        parse_label_selector(item, f"{field}[{index}]")
+        for index, item in enumerate(_expect_list(value, field))
+    )
+
+
+def _parse_strings(value: Any, field: str) -> tuple[str, ...]:
+    items = _expect_list(value, field)
+    return tuple(_expect_str(item, f"{field}[{index}]") for index, item in enumerate(items))
+
+
+def _parse_service_allocation(value: Any, field: str) -> ServiceAllocation | None:
+    if value is None:
+        return None
+    spec = _expect_mapping(value, field)
+    priority = spec.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise ConfigError(f"{field}.priority", f"must be an integer, got {_type_name(priority)} {priority!r}")
+    return ServiceAllocation(
+        priority=priority,
+        namespaces=_parse_strings(spec.get("namespaces"), f"{field}.namespaces"),
+        namespace_selectors=_parse_selectors(spec.get("namespaceSelectors"), f"{field}.namespaceSelectors"),
+        service_selectors=_parse_selectors(spec.get("serviceSelectors"), f"{field}.serviceSelectors"),
+    )
+
+
+def _labels(obj: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    metadata = obj.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    if not isinstance(labels, Mapping):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+
+
+def parse_ip_address_pool(obj: Mapping[str, Any]) -> Pool:
+    """A metallb.io/v1beta1 IPAddressPool. Unknown spec fields are ignored, as the API server prunes them."""
+    name, source = _object_source("IPAddressPool", obj)
+    try:
+        spec = _expect_mapping(obj.get("spec"), "spec")
+        auto_assign = spec.get("autoAssign")
+        avoid_buggy = spec.get("avoidBuggyIPs")
+        return Pool(
+            name=name,
+            ranges=_parse_addresses(spec.get("addresses"), "spec.addresses"),
+            auto_assign=True if auto_assign is None else _expect_bool(auto_assign, "spec.autoAssign"),
+            avoid_buggy_ips=False if avoid_buggy is None else _expect_bool(avoid_buggy, "spec.avoidBuggyIPs"),
+            service_allocation=_parse_service_allocation(
+                spec.get("serviceAllocation"), "spec.serviceAllocation"
+            ),
+            source=source,
+            labels=_labels(obj),
+        )
+    except ConfigError as exc:
+        raise exc.with_source(source) from None
+
+
+def parse_l2_advertisement(obj: Mapping[str, Any]) -> L2Advertisement:
+    """A metallb.io/v1beta1 L2Advertisement; an empty spec advertises every pool from every node."""
+    name, source = _object_source("L2Advertisement", obj)
+    try:
+        spec = _expect_mapping(obj.get("spec"), "spec")
+        return L2Advertisement(
+            name=name,
+            ip_address_pools=_parse_strings(spec.get("ipAddressPools"), "spec.ipAddressPools"),
+            ip_address_pool_selectors=_parse_selectors(
+                spec.get("ipAddressPoolSelectors"), "spec.ipAddressPoolSelectors"
+            ),
+            node_selectors=_parse_selectors(spec.get("nodeSelectors"), "spec.nodeSelectors"),
+            interfaces=_parse_strings(spec.get("interfaces"), "spec.interfaces"),
+            source=source,
+        )
+    except ConfigError as exc:
+        raise exc.with_source(source) from None
+
+
+def _field_prefix(pool: Pool, index_in_source: int) -> str:
+    """Where a pool's fields live in its source object: the ConfigMap's list, or a CR's spec."""
+    if pool.source.startswith("ConfigMap") or not pool.source:
+        return f"address-pools[{index_in_source}]"
+    return "spec"
+
+
+def _name_field(pool: Pool, index_in_source: int) -> str:
+    prefix = _field_prefix(pool, index_in_source)
+    return "metadata.name" if prefix == "spec" else f"{prefix}.name"
+
+
+def build_config(pools: Iterable[Pool], l2_advertisements: Iterable[L2Advertisement]) -> Config:
+    """Cross-check pools from every source: unique names, no address in two pools (nor twice in one pool).
+
+    L2Advertisements naming unknown pools are allowed, as in MetalLB (the pool may be created later).
+    """
+    pools = tuple(pools)
+    index_in_source: list[int] = []
+    per_source: dict[str, int] = {}
+    for pool in pools:
+        index_in_source.append(per_source.get(pool.source, 0))
+        per_source[pool.source] = index_in_source[-1] + 1
+
+    first_definition: dict[str, Pool] = {}
+    for position, pool in enumerate(pools):
+        if pool.name in first_definition:
+            other = first_definition[pool.name]
+            where = f" (also defined by {other.source})" if other.source else ""
+            raise ConfigError(
+                _name_field(pool, index_in_source[position]),
+                f'duplicate definition of pool "{pool.name}"{where}',
+                pool.source,
+            )
+        first_definition[pool.name] = pool
+
+    # Sweep ranges sorted by start: a range overlaps an earlier one iff it starts at or before the furthest
+    # end seen so far in its family. O(n log n) over the number of ranges.
+    entries = sorted(
+        (r.version, int(r.first), int(r.last), position, range_index)
+        for position, pool in enumerate(pools)
+        for range_index, r in enumerate(pool.ranges)
+    )
+    furthest: dict[int, tuple[int, int, int]] = {}  # version -> (last, pool position, range index)
+    for version, first, last, position, range_index in entries:
+        previous = furthest.get(version)
+        if previous is not None and first <= previous[0]:
+            # Report the pool later in configuration order: the earlier one was there first.
+            a, b = (previous[1], previous[2]), (position, range_index)
+            (early_pos, early_range), (late_pos, late_range) = sorted([a, b])
+            late, early = pools[late_pos], pools[early_pos]
+            where = "" if early.source in ("", late.source) else f" (defined by {early.source})"
+            raise ConfigError(
+                f"{_field_prefix(late, index_in_source[late_pos])}.addresses[{late_range}]",
+                f'"{late.ranges[late_range]}" in pool "{late.name}" overlaps with '
+                f'"{early.ranges[early_range]}" in pool "{early.name}"{where}',
+                late.source,
+            )
+        if previous is None or last > previous[0]:
+            furthest[version] = (last, position, range_index)
+    return Config(pools=pools, l2_advertisements=tuple(l2_advertisements))
