@@ -1,0 +1,262 @@
+"""What a Service asks the allocator for: parsed from its annotations and spec, with field-precise errors."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from common.errors import RequestError
+from common.pools import IPAddress
+
+__all__ = [
+    "POOL_ANNOTATION_OUT",
+    "RequestError",
+    "ServiceRequest",
+    "assigned_ips",
+    "families_of",
+    "ingress_for",
+    "is_handled",
+    "parse_service",
+]
+
+PREFIXES = ("metallb.io/", "metallb.universe.tf/")
+POOL_ANNOTATION_OUT = "metallb.io/ip-allocated-from-pool"
+
+_FAMILY_NAMES = {"IPv4": 4, "IPv6": 6}
+_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    key: str  # "namespace/name"
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    namespace_labels: tuple[tuple[str, str], ...]
+    requested_ips: tuple[IPAddress, ...]  # loadBalancerIPs annotation or spec.loadBalancerIP
+    pool: str | None  # the address-pool annotation
+    sharing_key: str | None  # the allow-shared-ip annotation
+    ports: tuple[tuple[int, str], ...]  # (port, protocol)
+    external_traffic_policy: str  # "Cluster" | "Local"
+    selector: tuple[tuple[str, str], ...]
+    families: tuple[int, ...]  # IP versions wanted, in order: (4,), (6,), (4, 6) or (6, 4)
+    require_all_families: bool  # RequireDualStack: all or nothing; otherwise as many as possible
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def is_handled(service: Mapping[str, Any], load_balancer_class: str | None) -> bool:
+    """Type LoadBalancer, and no spec.loadBalancerClass (without our class flag) or exactly our class."""
+    spec = _mapping(service.get("spec"))
+    if spec.get("type") != "LoadBalancer":
+        return False
+    service_class = spec.get("loadBalancerClass") or None
+    return service_class == load_balancer_class
+
+
+def _annotation_field(name: str) -> str:
+    return f"metadata.annotations[{name}]"
+
+
+def _annotation(annotations: Mapping[str, Any], suffix: str) -> tuple[str, str] | None:
+    """(annotation name, stripped value) under either prefix; both set with different values is an error.
+
+    An empty value counts as unset.
+    """
+    found: list[tuple[str, str]] = []
+    for prefix in PREFIXES:
+        name = prefix + suffix
+        value = annotations.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise RequestError(_annotation_field(name), f"must be a string, got {value!r}")
+        if value.strip():
+            found.append((name, value.strip()))
+    if len(found) == 2 and _normalise(suffix, found[0][1]) != _normalise(suffix, found[1][1]):
+        (name_a, value_a), (name_b, value_b) = found
+        raise RequestError(
+            _annotation_field(name_a), f'"{value_a}" conflicts with {name_b} "{value_b}"; set only one'
+        )
+    return found[0] if found else None
+
+
+def _normalise(suffix: str, value: str) -> object:
+    if suffix == "loadBalancerIPs":
+        return tuple(sorted(item.strip() for item in value.split(",")))
+    return value
+
+
+def _parse_ip_list(value: str, field: str) -> tuple[IPAddress, ...]:
+    ips: list[IPAddress] = []
+    for item in value.split(","):
+        text = item.strip()
+        if not text:
+            raise RequestError(field, f'empty entry in "{value}"')
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            raise RequestError(field, f'"{text}" is not an IP address') from None
+        if any(existing.version == ip.version for existing in ips):
+            raise RequestError(field, f'"{value}": at most one IPv4 and one IPv6 address')
+        ips.append(ip)
+    return tuple(ips)
+
+
+def _parse_ports(spec: Mapping[str, Any]) -> tuple[tuple[int, str], ...]:
+    raw = spec.get("ports")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise RequestError("spec.ports", "must be a list")
+    ports: list[tuple[int, str]] = []
+    for index, item in enumerate(raw):
+        entry = _mapping(item)
+        port = entry.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise RequestError(f"spec.ports[{index}].port", f"must be an integer 1-65535, got {port!r}")
+        protocol = entry.get("protocol") or "TCP"
+        if protocol not in ("TCP", "UDP", "SCTP"):
+            raise RequestError(f"spec.ports[{index}].protocol", f"unknown protocol {protocol!r}")
+        ports.append((port, protocol))
+    return tuple(ports)
+
+
+def _string_map(value: Any, field: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise RequestError(field, "must be a mapping")
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
+def _families(spec: Mapping[str, Any]) -> tuple[tuple[int, ...], bool, bool]:
+    """(families, require_all, explicit_dual): from spec.ipFamilies and spec.ipFamilyPolicy.
+
+    The API server fills ipFamilies; without it a Service is IPv4. PreferDualStack and RequireDualStack with a
+    single listed family add the other one (the "secondary" family), as a dual-stack API server would.
+    """
+    policy = spec.get("ipFamilyPolicy") or "SingleStack"
+    if policy not in _POLICIES:
+        choices = ", ".join(_POLICIES)
+        raise RequestError("spec.ipFamilyPolicy", f"unknown policy {policy!r}: must be one of {choices}")
+    raw = spec.get("ipFamilies")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise RequestError("spec.ipFamilies", "must be a list")
+    listed: list[int] = []
+    for index, name in enumerate(raw):
+        if name not in _FAMILY_NAMES:
+            raise RequestError(f"spec.ipFamilies[{index}]", f"unknown family {name!r}: must be IPv4 or IPv6")
+        if _FAMILY_NAMES[name] in listed:
+            raise RequestError(f"spec.ipFamilies[{index}]", f"duplicate family {name}")
+        listed.append(_FAMILY_NAMES[name])
+    if policy == "SingleStack":
+        if len(listed) > 1:
+            raise RequestError("spec.ipFamilies", "SingleStack allows only one family")
+        return (tuple(listed) or (4,)), False, False
+    explicit_dual = len(listed) == 2
+    if not listed:
+        listed = [4]
+    if len(listed) == 1:
+        listed.append(6 if listed[0] == 4 else 4)
+    return tuple(listed), policy == "RequireDualStack", explicit_dual
+
+
+def families_of(ips: Sequence[IPAddress]) -> tuple[int, ...]:
+    return tuple(ip.version for ip in ips)
+
+
+def parse_service(service: Mapping[str, Any], namespace_labels: Mapping[str, str]) -> ServiceRequest:
+    """The allocation request of a Service; raises RequestError naming the field for malformed input."""
+    metadata = _mapping(service.get("metadata"))
+    spec = _mapping(service.get("spec"))
+    namespace = metadata.get("namespace") or "default"
+    name = metadata.get("name") or ""
+    annotations = _mapping(metadata.get("annotations"))
+
+    families, require_all, explicit_dual = _families(spec)
+
+    requested: tuple[IPAddress, ...] = ()
+    ips_annotation = _annotation(annotations, "loadBalancerIPs")
+    if ips_annotation is not None:
+        requested = _parse_ip_list(ips_annotation[1], _annotation_field(ips_annotation[0]))
+    spec_ip = spec.get("loadBalancerIP")
+    if spec_ip is not None and not isinstance(spec_ip, str):
+        raise RequestError("spec.loadBalancerIP", f"must be a string, got {spec_ip!r}")
+    if spec_ip and spec_ip.strip():
+        try:
+            single = ipaddress.ip_address(spec_ip.strip())
+        except ValueError:
+            raise RequestError("spec.loadBalancerIP", f'"{spec_ip}" is not an IP address') from None
+        if ips_annotation is not None and requested != (single,):
+            raise RequestError(
+                "spec.loadBalancerIP",
+                f'"{spec_ip}" conflicts with {ips_annotation[0]} "{ips_annotation[1]}"; set only one',
+            )
+        requested = (single,)
+    requested_field = _annotation_field(ips_annotation[0]) if ips_annotation else "spec.loadBalancerIP"
+
+    if requested:
+        wanted = {ip.version for ip in requested}
+        if not wanted <= set(families) or ((require_all or explicit_dual) and wanted != set(families)):
+            names = "/".join(f"IPv{v}" for v in families)
+            raise RequestError(
+                requested_field,
+                f"requested {', '.join(str(ip) for ip in requested)} does not match the Service's "
+                f"IP families {names}",
+            )
+        # Ask for exactly the requested families, in the Service's family order.
+        families = tuple(v for v in families if v in wanted)
+        requested = tuple(sorted(requested, key=lambda ip: families.index(ip.version)))
+
+    pool_annotation = _annotation(annotations, "address-pool")
+    sharing_annotation = _annotation(annotations, "allow-shared-ip")
+
+    policy = spec.get("externalTrafficPolicy") or "Cluster"
+    if policy not in ("Cluster", "Local"):
+        raise RequestError("spec.externalTrafficPolicy", f"must be Cluster or Local, got {policy!r}")
+
+    return ServiceRequest(
+        key=f"{namespace}/{name}",
+        namespace=namespace,
+        labels=_string_map(metadata.get("labels"), "metadata.labels"),
+        namespace_labels=tuple(sorted(namespace_labels.items())),
+        requested_ips=requested,
+        pool=pool_annotation[1] if pool_annotation else None,
+        sharing_key=sharing_annotation[1] if sharing_annotation else None,
+        ports=_parse_ports(spec),
+        external_traffic_policy=policy,
+        selector=_string_map(spec.get("selector"), "spec.selector"),
+        families=families,
+        require_all_families=require_all,
+    )
+
+
+def ingress_for(ips: Sequence[IPAddress]) -> list[dict[str, str]]:
+    """status.loadBalancer.ingress for ``ips``; ipMode VIP: traffic to the IP is handled on the node."""
+    return [{"ip": str(ip), "ipMode": "VIP"} for ip in ips]
+
+
+def assigned_ips(service: Mapping[str, Any]) -> tuple[IPAddress, ...]:
+    """The valid IPs in status.loadBalancer.ingress (hostnames and garbage skipped, duplicates dropped)."""
+    status = _mapping(service.get("status"))
+    ingress = _mapping(status.get("loadBalancer")).get("ingress")
+    if not isinstance(ingress, list):
+        return ()
+    ips: list[IPAddress] = []
+    for entry in ingress:
+        text = _mapping(entry).get("ip")
+        if not isinstance(text, str):
+            continue
+        try:
+            ip = ipaddress.ip_address(text.strip())
+        except ValueError:
+            continue
+        if ip not in ips:
+            ips.append(ip)
+    return tuple(ips)
