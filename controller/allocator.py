@@ -1,0 +1,457 @@
+"""IP address management: which Service holds which LoadBalancer IPs, from which pool.
+
+Each pool keeps, per address family, an IntervalSet of free addresses, so picking the lowest free address is
+a bisection and memory grows with the number of holes, not the pool size. IPs held by several Services (the
+allow-shared-ip annotation) carry the set of their holders' keys; an IP returns to its pool when the last
+holder lets go.
+
+Rules (MetalLB's): a pool with a serviceAllocation only serves the Services it admits; auto-assign picks
+admitting pools with a serviceAllocation first (lower priority number first), then the others, by name;
+autoAssign=false pools serve only explicit requests (address-pool annotation or requested IPs);
+avoid-buggy-ips pools never hand out IPv4 .0 or .255; a dual-stack Service gets all its IPs from one pool.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from common.pools import Config, IPAddress, Pool, is_buggy_ip
+from controller.ipset import IntervalSet
+from controller.requests import ServiceRequest
+
+
+class AllocationError(Exception):
+    """A Service cannot get an IP now; ``reason`` is the text of the AllocationFailed event."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Assignment:
+    key: str
+    ips: tuple[IPAddress, ...]  # in the order of the request's families
+    pool: str
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    total: int  # assignable addresses (avoid-buggy-ips exclusions not counted)
+    in_use: int  # distinct addresses held by at least one Service
+    ipv4_total: int = 0
+    ipv4_in_use: int = 0
+    ipv6_total: int = 0
+    ipv6_in_use: int = 0
+
+
+def _ip(version: int, value: int) -> IPAddress:
+    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+
+
+def _family(version: int) -> str:
+    return f"IPv{version}"
+
+
+def _next_non_buggy(value: int) -> int:
+    """The lowest IPv4 address >= value not ending in .0 or .255."""
+    if value & 0xFF == 0xFF:
+        value += 1
+    if value & 0xFF == 0:
+        value += 1
+    return value
+
+
+def _sharing_problem(new: ServiceRequest, holder: ServiceRequest) -> str | None:
+    """Why ``new`` may not share an IP with ``holder`` (MetalLB's rule), or None if it may."""
+    if new.sharing_key is None or holder.sharing_key is None:
+        return "allow-shared-ip is not set on both Services"
+    if new.sharing_key != holder.sharing_key:
+        return f'allow-shared-ip "{new.sharing_key}" differs from "{holder.sharing_key}"'
+    clash = sorted(set(new.ports) & set(holder.ports))
+    if clash:
+        return "port " + ", ".join(f"{port}/{protocol}" for port, protocol in clash) + " is already in use"
+    if new.external_traffic_policy != holder.external_traffic_policy:
+        return "externalTrafficPolicy differs (Cluster and Local cannot share an IP)"
+    if new.external_traffic_policy == "Local" and new.selector != holder.selector:
+        return "externalTrafficPolicy Local needs identical pod selectors to share an IP"
+    return None
+
+
+def _admits(pool: Pool, request: ServiceRequest) -> bool:
+    allocation = pool.service_allocation
+    return allocation is None or allocation.admits(
+        request.namespace, dict(request.namespace_labels), dict(request.labels)
+    )
+
+
+@dataclass
+class _PoolState:
+    pool: Pool
+    free: dict[int, IntervalSet]  # version -> free addresses (avoid-buggy pools shed .0/.255 lazily)
+    in_use: dict[int, int] = field(default_factory=lambda: {4: 0, 6: 0})
+
+    def lowest_free(self, version: int) -> IPAddress | None:
+        """The lowest assignable free address, without taking it.
+
+        In avoid-buggy-ips pools, .0/.255 addresses reaching the front are dropped from the free set for good
+        (they are never assignable under this config), so this stays O(log n) amortised.
+        """
+        free = self.free.get(version)
+        if free is None:
+            return None
+        while (interval := free.first_interval()) is not None:
+            first, last = interval
+            if not (self.pool.avoid_buggy_ips and version == 4):
+                return _ip(version, first)
+            candidate = _next_non_buggy(first)
+            if candidate > first:
+                free.discard_front(min(candidate - 1, last))
+            if candidate <= last:
+                return _ip(version, candidate)
+        return None
+
+
+class Allocator:
+    def __init__(self, config: Config) -> None:
+        self._config = Config()
+        self._pools: dict[str, _PoolState] = {}
+        # version -> (sorted range starts, parallel (last, pool name)) for IP -> pool lookups by bisection
+        self._lookup: dict[int, tuple[list[int], list[tuple[int, str]]]] = {}
+        self._assignments: dict[str, Assignment] = {}
+        self._requests: dict[str, ServiceRequest] = {}
+        self._holders: dict[IPAddress, set[str]] = {}
+        # (pool, version, sharing key) -> IPs held under that key, to find a shareable IP without a scan
+        self._shared: dict[tuple[str, int, str], set[IPAddress]] = {}
+        self.set_config(config)
+
+    # ----------------------------------------------------------------------------------------------- queries
+
+    def assignment(self, key: str) -> Assignment | None:
+        return self._assignments.get(key)
+
+    def assignments(self) -> dict[str, Assignment]:
+        return dict(self._assignments)
+
+    def holders(self, ip: IPAddress) -> frozenset[str]:
+        return frozenset(self._holders.get(ip, ()))
+
+    def pool_for(self, ip: IPAddress) -> Pool | None:
+        """The pool that hands out ``ip`` (None outside every pool, or a .0/.255 in an avoid-buggy pool)."""
+        lookup = self._lookup.get(ip.version)
+        if lookup is None:
+            return None
+        starts, entries = lookup
+        i = bisect_right(starts, int(ip)) - 1
+        if i < 0 or entries[i][0] < int(ip):
+            return None
+        pool = self._pools[entries[i][1]].pool
+        return None if pool.avoid_buggy_ips and is_buggy_ip(ip) else pool
+
+    def pool_stats(self) -> dict[str, PoolStats]:
+        stats = {}
+        for name, state in self._pools.items():
+            v4_total, v6_total = state.pool.size(4), state.pool.size(6)
+            stats[name] = PoolStats(
+                total=v4_total + v6_total,
+                in_use=state.in_use[4] + state.in_use[6],
+                ipv4_total=v4_total,
+                ipv4_in_use=state.in_use[4],
+                ipv6_total=v6_total,
+                ipv6_in_use=state.in_use[6],
+            )
+        return stats
+
+    # ------------------------------------------------------------------------------------------------ config
+
+    def set_config(self, config: Config) -> list[str]:
+        """Switch to ``config``; keep every assignment still valid under it (same IPs), withdraw the rest.
+
+        Returns the keys withdrawn (now released): IPs that left every pool (or became .0/.255 under
+        avoid-buggy-ips), moved to a pool the Service may not use (serviceAllocation, address-pool
+        annotation), or were split across pools. Callers should assign() those again.
+        """
+        self._config = config
+        lookup: dict[int, list[tuple[int, int, str]]] = {}
+        for pool in config.pools:
+            for r in pool.ranges:
+                lookup.setdefault(r.version, []).append((int(r.first), int(r.last), pool.name))
+        self._lookup = {}
+        for version, entries in lookup.items():
+            entries.sort()
+            self._lookup[version] = ([e[0] for e in entries], [(e[1], e[2]) for e in entries])
+        self._pools = {pool.name: _PoolState(pool, {}) for pool in config.pools}
+
+        outcomes = {key: self._usable(self._requests[key], a.ips) for key, a in self._assignments.items()}
+        withdrawn = sorted(key for key, outcome in outcomes.items() if isinstance(outcome, str))
+        for key, outcome in outcomes.items():
+            if isinstance(outcome, str):
+                del self._assignments[key]
+                del self._requests[key]
+            else:
+                self._assignments[key] = Assignment(key, outcome[1], outcome[0])
+
+        # Rebuild holders, shared index and free sets from the surviving assignments in one sweep per pool.
+        self._holders = {}
+        self._shared = {}
+        held_in_pool: dict[str, dict[int, set[int]]] = {}
+        for key, assignment in self._assignments.items():
+            request = self._requests[key]
+            for ip in assignment.ips:
+                self._holders.setdefault(ip, set()).add(key)
+                held_in_pool.setdefault(assignment.pool, {}).setdefault(ip.version, set()).add(int(ip))
+                if request.sharing_key is not None:
+                    shared_key = (assignment.pool, ip.version, request.sharing_key)
+                    self._shared.setdefault(shared_key, set()).add(ip)
+        for name, state in self._pools.items():
+            held = held_in_pool.get(name, {})
+            for version in state.pool.versions():
+                ranges = [(int(r.first), int(r.last)) for r in state.pool.ranges if r.version == version]
+                state.free[version] = IntervalSet.from_ranges(ranges, held.get(version, ()))
+                state.in_use[version] = len(held.get(version, ()))
+        return withdrawn
+
+    # ------------------------------------------------------------------------------------------- mutations
+
+    def release(self, key: str) -> None:
+        assignment = self._assignments.pop(key, None)
+        request = self._requests.pop(key, None)
+        if assignment is None or request is None:
+            return
+        for ip in assignment.ips:
+            holders = self._holders.get(ip)
+            if holders is None:
+                continue
+            holders.discard(key)
+            if holders:
+                continue
+            del self._holders[ip]
+            if request.sharing_key is not None:
+                shared = self._shared.get((assignment.pool, ip.version, request.sharing_key))
+                if shared is not None:
+                    shared.discard(ip)
+                    if not shared:
+                        del self._shared[(assignment.pool, ip.version, request.sharing_key)]
+            state = self._pools.get(assignment.pool)
+            if state is not None and ip.version in state.free:
+                state.free[ip.version].add(int(ip))
+                state.in_use[ip.version] -= 1
+
+    def _occupy(self, request: ServiceRequest, pool_name: str, ips: Sequence[IPAddress]) -> Assignment:
+        """Record ``ips`` for the request; the caller has checked they are free or shareable."""
+        state = self._pools[pool_name]
+        for ip in ips:
+            holders = self._holders.setdefault(ip, set())
+            if not holders:
+                state.free[ip.version].discard(int(ip))
+                state.in_use[ip.version] += 1
+            holders.add(request.key)
+            if request.sharing_key is not None:
+                self._shared.setdefault((pool_name, ip.version, request.sharing_key), set()).add(ip)
+        assignment = Assignment(request.key, tuple(ips), pool_name)
+        self._assignments[request.key] = assignment
+        self._requests[request.key] = request
+        return assignment
+
+    def assign(self, request: ServiceRequest) -> Assignment:
+        """Give the Service its IPs. Idempotent: an existing assignment still valid for this request is kept.
+
+        A changed request (address-pool annotation, requested IPs, families, sharing rules) that the current
+        IPs no longer satisfy gets new IPs; the old ones are released first. Raises AllocationError, in which
+        case the Service holds nothing.
+        """
+        existing = self._assignments.get(request.key)
+        if existing is not None:
+            kept = tuple(ip for ip in existing.ips if ip.version in request.families)
+            outcome = self._usable(request, kept) if kept else "no IP of a requested family"
+            self.release(request.key)
+            if not isinstance(outcome, str):
+                pool_name, ips = outcome
+                ips = ips + self._top_up(request, pool_name, ips)
+                return self._occupy(request, pool_name, ips)
+        pool_name, ips = self._allocate(request)
+        return self._occupy(request, pool_name, ips)
+
+    def restore(self, request: ServiceRequest, ips: Sequence[IPAddress]) -> Assignment | None:
+        """Adopt ``ips`` (from the Service's status, at controller start) if valid for the request: in one
+        pool the Service may use, free or shareable, of its families. None otherwise (then call assign())."""
+        existing = self._assignments.get(request.key)
+        if existing is not None and set(existing.ips) == set(ips) and self._requests[request.key] == request:
+            return existing
+        if not ips or len(set(ips)) != len(ips):
+            return None
+        outcome = self._usable(request, tuple(ips))
+        if isinstance(outcome, str):
+            return None
+        self.release(request.key)
+        return self._occupy(request, outcome[0], outcome[1])
+
+    # ------------------------------------------------------------------------------------------- decisions
+
+    def _usable(
+        self, request: ServiceRequest, ips: Sequence[IPAddress]
+    ) -> tuple[str, tuple[IPAddress, ...]] | str:
+        """(pool name, IPs in family order) if the request may hold exactly ``ips``, else why not."""
+        versions = [ip.version for ip in ips]
+        if len(set(versions)) != len(versions):
+            return "more than one IP of a family"
+        if any(version not in request.families for version in versions):
+            return "an IP of a family the Service does not ask for"
+        if request.require_all_families and set(versions) != set(request.families):
+            return "RequireDualStack needs an IP of each family"
+        if request.requested_ips and set(ips) != set(request.requested_ips):
+            return "not the requested IPs"
+        pools: set[str] = set()
+        for ip in ips:
+            pool = self.pool_for(ip)
+            if pool is None:
+                return self._outside_reason(ip)
+            pools.add(pool.name)
+        if len(pools) != 1:
+            names = ", ".join(f'"{name}"' for name in sorted(pools))
+            listed = ", ".join(map(str, ips))
+            return f"the IPs {listed} are in different pools ({names}); one pool must hold them all"
+        pool_name = pools.pop()
+        pool = self._pools[pool_name].pool
+        if request.pool is not None and request.pool != pool_name:
+            return f'{", ".join(map(str, ips))} is in pool "{pool_name}", not in pool "{request.pool}"'
+        if not _admits(pool, request):
+            return f'pool "{pool_name}" does not admit Service {request.key} (its serviceAllocation)'
+        for ip in ips:
+            problem = self._conflict(request, ip)
+            if problem is not None:
+                return problem
+        ordered = tuple(sorted(ips, key=lambda ip: request.families.index(ip.version)))
+        return pool_name, ordered
+
+    def _outside_reason(self, ip: IPAddress) -> str:
+        lookup = self._lookup.get(ip.version)
+        if lookup is not None:
+            starts, entries = lookup
+            i = bisect_right(starts, int(ip)) - 1
+            if i >= 0 and entries[i][0] >= int(ip):
+                return f'"{ip}" ends in .0 or .255 and pool "{entries[i][1]}" has avoid-buggy-ips set'
+        return f'"{ip}" is not in any pool'
+
+    def _conflict(self, request: ServiceRequest, ip: IPAddress) -> str | None:
+        for holder in sorted(self._holders.get(ip, ())):
+            if holder == request.key:
+                continue
+            problem = _sharing_problem(request, self._requests[holder])
+            if problem is not None:
+                return f'"{ip}" is already in use by {holder}: {problem}'
+        return None
+
+    def _pick(self, request: ServiceRequest, state: _PoolState, version: int) -> IPAddress | None:
+        """The IP of ``version`` the request would get in this pool: the lowest IP it can share under its
+        sharing key, else the lowest free one."""
+        if request.sharing_key is not None:
+            shared = self._shared.get((state.pool.name, version, request.sharing_key), ())
+            for ip in sorted(shared):
+                if self._conflict(request, ip) is None:
+                    return ip
+        return state.lowest_free(version)
+
+    def _top_up(
+        self, request: ServiceRequest, pool_name: str, ips: tuple[IPAddress, ...]
+    ) -> tuple[IPAddress, ...]:
+        """IPs for families a kept dual-stack assignment lacks (e.g. ipFamilyPolicy changed to
+        PreferDualStack, or the pool gained that family), when the pool has room."""
+        if request.requested_ips:
+            return ()
+        have = {ip.version for ip in ips}
+        extra = []
+        for version in request.families:
+            if version not in have and version in self._pools[pool_name].free:
+                ip = self._pick(request, self._pools[pool_name], version)
+                if ip is not None:
+                    extra.append(ip)
+        return tuple(extra)
+
+    def _picks(self, request: ServiceRequest, state: _PoolState) -> tuple[IPAddress, ...]:
+        picks = []
+        for version in request.families:
+            ip = self._pick(request, state, version) if version in state.free else None
+            if ip is not None:
+                picks.append(ip)
+        return tuple(picks)
+
+    def _allocate(self, request: ServiceRequest) -> tuple[str, tuple[IPAddress, ...]]:
+        if request.requested_ips:
+            outcome = self._usable(request, request.requested_ips)
+            if isinstance(outcome, str):
+                requested = ", ".join(map(str, request.requested_ips))
+                raise AllocationError(f"cannot assign {requested}: {outcome}")
+            return outcome
+
+        wanted = len(request.families)
+        if request.pool is not None:
+            state = self._pools.get(request.pool)
+            if state is None:
+                raise AllocationError(f'unknown pool "{request.pool}"')
+            if not _admits(state.pool, request):
+                raise AllocationError(
+                    f'pool "{request.pool}" does not admit Service {request.key} (its serviceAllocation)'
+                )
+            missing = [v for v in request.families if v not in state.free]
+            if missing and (request.require_all_families or len(missing) == wanted):
+                families = "/".join(_family(v) for v in missing)
+                raise AllocationError(f'pool "{request.pool}" has no {families} addresses')
+            picks = self._picks(request, state)
+            if not picks or (request.require_all_families and len(picks) < wanted):
+                raise AllocationError(f'no available IPs in pool "{request.pool}"')
+            return request.pool, picks
+
+        candidates = self._candidate_pools(request)
+        if not candidates:
+            raise AllocationError(
+                f"no pool available for Service {request.key}: no auto-assign pool "
+                f"with {'/'.join(_family(v) for v in request.families)} addresses admits it"
+            )
+        # Prefer a pool that gives every family; a PreferDualStack Service then settles for fewer.
+        partial: tuple[str, tuple[IPAddress, ...]] | None = None
+        for state in candidates:
+            picks = self._picks(request, state)
+            if len(picks) == wanted:
+                return state.pool.name, picks
+            if picks and partial is None:
+                partial = (state.pool.name, picks)
+        if partial is not None and not request.require_all_families:
+            return partial
+        if len(candidates) == 1:
+            raise AllocationError(f'no available IPs in pool "{candidates[0].pool.name}"')
+        names = ", ".join(f'"{state.pool.name}"' for state in candidates)
+        raise AllocationError(f"no available IPs in pools {names}")
+
+    def _candidate_pools(self, request: ServiceRequest) -> list[_PoolState]:
+        """Auto-assign pools for the request, best first: admitting pools with a serviceAllocation by
+        priority (lower first, none last) then name, then pools without one by name."""
+        with_allocation: list[tuple[bool, int, str, _PoolState]] = []
+        without: list[tuple[str, _PoolState]] = []
+        for name, state in self._pools.items():
+            pool = state.pool
+            if not pool.auto_assign or not any(v in state.free for v in request.families):
+                continue
+            if pool.service_allocation is None:
+                without.append((name, state))
+            elif _admits(pool, request):
+                priority = pool.service_allocation.priority
+                with_allocation.append((priority is None, priority or 0, name, state))
+        with_allocation.sort(key=lambda entry: entry[:3])
+        without.sort(key=lambda entry: entry[0])
+        return [entry[3] for entry in with_allocation] + [entry[1] for entry in without]
+
+
+def restore_all(
+    allocator: Allocator, services: Iterable[tuple[ServiceRequest, Sequence[IPAddress]]]
+) -> list[ServiceRequest]:
+    """Adopt every Service's existing IPs (controller start), oldest decisions first as given; returns the
+    requests whose IPs could not be adopted (the caller assigns those after all adoptions)."""
+    rejected = []
+    for request, ips in services:
+        if not ips or allocator.restore(request, ips) is None:
+            rejected.append(request)
+    return rejected
