@@ -1,0 +1,62 @@
+"""Facts about a Pod object that several controllers need, pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def condition(pod: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def is_ready(pod: Mapping[str, Any]) -> bool:
+    cond = condition(pod, "Ready")
+    return cond is not None and cond.get("status") == "True"
+
+
+def is_terminating(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def is_finished(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def is_active(pod: Mapping[str, Any]) -> bool:
+    return not is_terminating(pod) and not is_finished(pod)
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def labels_match(selector: Mapping[str, str], labels: Mapping[str, str] | None) -> bool:
+    """Equality-based selector (a Service's spec.selector, a matchLabels map)."""
+    labels = labels or {}
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def label_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str] | None) -> bool:
+    """A metav1.LabelSelector (matchLabels + matchExpressions); an empty selector matches everything."""
+    selector = selector or {}
+    labels = labels or {}
+    if not labels_match(selector.get("matchLabels") or {}, labels):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, operator, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
