@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 apt_packages=(
     python3 python3-venv python3-dev gcc
     iproute2 iptables nftables ipset conntrack kmod
-    user-mode-linux
+    user-mode-linux ipvsadm
     curl procps iputils-ping tcpdump
 )
 missing=()
