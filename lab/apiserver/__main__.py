@@ -1,0 +1,234 @@
+"""`python -m lab.apiserver --port P --data-dir D --kubeconfig-out K [--bind-address A ...] [--tls-san S ...]`
+
+Prints exactly one line on stdout once it serves:
+`ironlb-apiserver ready url=https://127.0.0.1:PORT kubeconfig=K`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import importlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from lab.apiserver import kubeconfig, pki
+from lab.apiserver.api import Api
+from lab.apiserver.persistence import FileJournal
+from lab.apiserver.resources import Registry
+from lab.apiserver.server import ApiServer, ServerConfig
+from lab.apiserver.store import Store
+
+log = logging.getLogger("ironlb.apiserver")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m lab.apiserver",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--port", type=int, default=6443, help="HTTPS port; 0 picks a free one")
+    p.add_argument("--data-dir", type=Path, help="persist objects, PKI and tokens here (default: in memory)")
+    p.add_argument(
+        "--kubeconfig-out", type=Path, help="write an admin kubeconfig here (default: DATA_DIR/kubeconfig)"
+    )
+    p.add_argument("--bind-address", action="append", default=[], help="address to listen on (repeatable)")
+    p.add_argument(
+        "--tls-san", action="append", default=[], help="extra serving-certificate SAN (repeatable)"
+    )
+    p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
+    p.add_argument("--service-cluster-ip-range-v6", default=None)
+    p.add_argument("--service-node-port-range", default="30000-32767")
+    p.add_argument(
+        "--watch-bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks"
+    )
+    p.add_argument("--history-size", type=int, default=10000, help="watch events kept per resource")
+    p.add_argument("--compact-every", type=int, default=50000, help="journal records between snapshots")
+    p.add_argument(
+        "--fsync", action="store_true", help="fsync the journal at every write (survives power loss)"
+    )
+    p.add_argument(
+        "--log-level", default="WARNING", help="DEBUG logs every request; INFO start-up and lifecycle"
+    )
+    return p.parse_args(argv)
+
+
+def _make_admission(args: argparse.Namespace) -> Any:
+    low, high = (int(x) for x in args.service_node_port_range.split("-"))
+    try:
+        admission: Any = importlib.import_module("lab.apiserver.admission")
+    except ImportError:  # until the admission module lands: objects pass through unchanged
+        return _PassThroughAdmission()
+    kwargs: dict[str, Any] = {"service_cidr": args.service_cluster_ip_range, "node_port_range": (low, high)}
+    if args.service_cluster_ip_range_v6:
+        kwargs["service_cidr_v6"] = args.service_cluster_ip_range_v6
+    return admission.Admission(**kwargs)
+
+
+class _PassThroughAdmission:
+    def restore(self, objects: Any) -> None:
+        pass
+
+    def create(self, group: str, resource: str, obj: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+        return obj
+
+    def update(
+        self, group: str, resource: str, old: Any, new: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]:
+        return new
+
+    def update_status(
+        self, group: str, resource: str, old: Any, new: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]:
+        return new
+
+    def deleted(self, group: str, resource: str, obj: dict[str, Any]) -> None:
+        pass
+
+    def abort_create(self, group: str, resource: str, obj: dict[str, Any]) -> None:
+        pass
+
+
+def load_tokens(data_dir: Path | None) -> dict[str, str]:
+    """tokens.csv, in kube-apiserver's static token file format (token,user,uid[,"groups"]); made at first
+    start."""
+    if data_dir is None:
+        return {}
+    path = data_dir / "tokens.csv"
+    if not path.exists():
+        token = secrets.token_hex(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f'{token},admin,admin,"system:masters"\n')
+    tokens: dict[str, str] = {}
+    with path.open() as f:
+        for row in csv.reader(f):
+            if len(row) >= 2 and row[0].strip():
+                tokens[row[0].strip()] = row[1].strip()
+    return tokens
+
+
+def _listen(addresses: list[str], port: int) -> list[socket.socket]:
+    """Bind every address on one port (port 0: the first bind picks it for all)."""
+    socks: list[socket.socket] = []
+    for addr in addresses:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((addr, port))
+        s.listen(512)
+        s.setblocking(False)
+        port = s.getsockname()[1]
+        socks.append(s)
+    return socks
+
+
+def _ssl_context(material: pki.Pki) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    with tempfile.TemporaryDirectory(prefix="ironlb-apiserver-") as tmp:
+        cert, key, ca = Path(tmp) / "tls.crt", Path(tmp) / "tls.key", Path(tmp) / "ca.crt"
+        cert.write_bytes(material.server_cert_pem)
+        key.write_bytes(material.server_key_pem)
+        ca.write_bytes(material.ca_cert_pem)
+        ctx.load_cert_chain(cert, key)
+        ctx.load_verify_locations(cafile=str(ca))
+    ctx.verify_mode = ssl.CERT_OPTIONAL  # a client certificate authenticates; a bearer token also does
+    return ctx
+
+
+async def serve(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    data_dir: Path | None = args.data_dir
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    binds: list[str] = args.bind_address or ["127.0.0.1"]
+    material = pki.load_or_create(data_dir / "pki" if data_dir else None, binds + list(args.tls_san))
+    tokens = load_tokens(data_dir)
+
+    store = Store(history_size=args.history_size)
+    journal: FileJournal | None = None
+    if data_dir is not None:
+        journal = FileJournal(data_dir, fsync=args.fsync, compact_every=args.compact_every)
+        replayed = journal.load(store)
+        log.info("event=restored rv=%d journal_records=%d", store.rv, replayed)
+        store.journal = journal
+    registry = Registry()
+    api = Api(
+        store,
+        registry,
+        _make_admission(args),
+        after_write=journal.maybe_compact if journal is not None else None,
+    )
+    api.start()
+
+    socks = _listen(binds, args.port)
+    port = socks[0].getsockname()[1]
+    host = "127.0.0.1" if binds[0] in ("0.0.0.0", "::") else binds[0]
+    url_host = f"[{host}]" if ":" in host else host
+    url = f"https://{url_host}:{port}"
+    server = ApiServer(
+        api,
+        ServerConfig(
+            tokens=tokens, bookmark_interval=args.watch_bookmark_interval, server_address=f"{url_host}:{port}"
+        ),
+    )
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    ctx = _ssl_context(material)
+    for s in socks:
+        await web.SockSite(runner, s, ssl_context=ctx).start()
+
+    kubeconfig_out: Path | None = args.kubeconfig_out or (data_dir / "kubeconfig" if data_dir else None)
+    if kubeconfig_out is not None:
+        kubeconfig.write(
+            kubeconfig_out,
+            kubeconfig.render(url, material.ca_cert_pem, material.client_cert_pem, material.client_key_pem),
+        )
+    log.info(
+        "event=ready url=%s startup_ms=%.0f objects_rv=%d", url, (time.monotonic() - started) * 1000, store.rv
+    )
+    print(f"ironlb-apiserver ready url={url} kubeconfig={kubeconfig_out or ''}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("event=stopping")
+    with contextlib.suppress(Exception):
+        await runner.cleanup()
+    if journal is not None:
+        journal.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

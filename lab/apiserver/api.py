@@ -1,0 +1,656 @@
+"""The REST semantics of the server, independent of HTTP: create/get/list/update/patch/delete with
+resourceVersions, generation, status subresources, finalizers, namespaces' lifecycle, owner-reference garbage
+collection, dry runs and CustomResourceDefinitions. Raises ApiError; returns plain objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from lab.apiserver import errors
+from lab.apiserver.errors import ApiError, Cause
+from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, Registry, ResourceType
+from lab.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
+from lab.apiserver.store import Event, Key, Obj, Store
+
+log = logging.getLogger("ironlb.apiserver")
+
+GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+SYSTEM_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"]
+
+
+class AdmissionLike(Protocol):
+    def restore(self, objects: Iterable[tuple[str, str, dict[str, Any]]]) -> None: ...
+    def create(self, group: str, resource: str, obj: dict[str, Any], dry_run: bool) -> dict[str, Any]: ...
+    def update(
+        self, group: str, resource: str, old: dict[str, Any], new: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]: ...
+    def update_status(
+        self, group: str, resource: str, old: dict[str, Any], new: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]: ...
+    def deleted(self, group: str, resource: str, obj: dict[str, Any]) -> None: ...
+    def abort_create(self, group: str, resource: str, obj: dict[str, Any]) -> None: ...
+
+
+def rfc3339(t: datetime.datetime) -> str:
+    return t.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _spec_part(obj: Obj) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _without_rv(obj: Obj) -> Obj:
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    meta.pop("managedFields", None)
+    return dict(obj, metadata=meta)
+
+
+def encode_continue(rv: int, after: tuple[str, str]) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(after)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        return int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise errors.bad_request(f"continue key is not valid: {exc}") from exc
+
+
+class Api:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        admission: AdmissionLike,
+        now: Callable[[], datetime.datetime] | None = None,
+        after_write: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.admission = admission
+        self.now = now or (lambda: datetime.datetime.now(datetime.UTC))
+        self.after_write = after_write or (lambda: None)
+        # owner uid -> dependents, for the garbage collection a controller-manager would do.
+        self._dependents: dict[str, set[tuple[Key, str, str]]] = {}
+        store.listeners.append(self._track_owners)
+
+    # -- start-up -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """After a restore: register stored CRDs, rebuild indexes and admission, create the system objects."""
+        for crd in self.store.list_objects(CRD_KEY):
+            self.registry.register_crd(crd)
+        for key, obj in self.store.all_objects():
+            self._index_owners(key, obj, None)
+        self.admission.restore((k[0], k[1], o) for k, o in self.store.all_objects())
+        ns_rt = self._rt(NAMESPACE_KEY)
+        for name in SYSTEM_NAMESPACES:
+            if self.store.get(NAMESPACE_KEY, "", name) is None:
+                self.create(ns_rt, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        if self.store.get(("", "services"), "default", "kubernetes") is None:
+            svc = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": "kubernetes",
+                    "namespace": "default",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                },
+                "spec": {
+                    "type": "ClusterIP",
+                    "clusterIP": "10.96.0.1",
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                    "sessionAffinity": "None",
+                },
+            }
+            self.create(self._rt(("", "services")), "default", svc)
+
+    def _rt(self, key: Key) -> ResourceType:
+        rt = self.registry.any_version(key)
+        assert rt is not None, key
+        return rt
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def out(self, rt: ResourceType, obj: Obj) -> Obj:
+        """The object as seen through rt's version (custom resources: no conversion, apiVersion only)."""
+        if obj.get("apiVersion") == rt.api_version:
+            return obj
+        return dict(obj, apiVersion=rt.api_version)
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self.store.get(rt.key, namespace if rt.namespaced else "", name)
+        if obj is None:
+            raise errors.not_found(rt.plural, name, rt.group)
+        return self.out(rt, obj)
+
+    def list_objects(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        labels: list[Requirement],
+        fields: list[FieldRequirement],
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> tuple[list[Obj], int, str, int | None]:
+        """-> (items, list resourceVersion, continue token, remainingItemCount)."""
+        rv = self.store.rv
+        after: tuple[str, str] | None = None
+        if continue_token:
+            rv, after = decode_continue(continue_token)
+        objs = self.store.list_objects(rt.key, namespace if rt.namespaced else None)
+        if after is not None:
+            objs = [o for o in objs if _okey(o) > after]
+        if labels or fields:
+            objs = [o for o in objs if labels_match(labels, o) and fields_match(fields, o)]
+        token = ""
+        remaining: int | None = None
+        if limit > 0 and len(objs) > limit:
+            remaining = len(objs) - limit
+            objs = objs[:limit]
+            token = encode_continue(rv, _okey(objs[-1]))
+        return [self.out(rt, o) for o in objs], rv, token, remaining
+
+    # -- create -------------------------------------------------------------------------------------
+
+    def create(self, rt: ResourceType, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+        obj = self._check_body(rt, body)
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if rt.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and namespace and body_ns != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            namespace = namespace or body_ns or "default"
+            meta["namespace"] = namespace
+            self._check_namespace_open(namespace)
+        else:
+            meta.pop("namespace", None)
+            namespace = ""
+        if not meta.get("name"):
+            if meta.get("generateName"):
+                meta["name"] = meta["generateName"] + "".join(random.choices(GENERATE_ALPHABET, k=5))
+            else:
+                raise errors.invalid(
+                    rt.kind,
+                    "",
+                    [Cause("metadata.name", "name or generateName is required", "FieldValueRequired")],
+                    rt.group,
+                )
+        name = meta["name"]
+        if self.store.get(rt.key, namespace, name) is not None:
+            raise errors.already_exists(rt.plural, name, rt.group)
+        for server_field in (
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+        ):
+            meta.pop(server_field, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = rfc3339(self.now())
+        if rt.has_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        if rt.reset_status_on_create:
+            obj.pop("status", None)
+        obj = self.admission.create(rt.group, rt.plural, obj, dry_run)
+        if rt.key == CRD_KEY:
+            obj = self._crd_prepare(obj)
+        if dry_run:
+            return self.out(rt, obj)
+        try:
+            self.store.put(rt.key, obj)
+        except Exception:
+            self.admission.abort_create(rt.group, rt.plural, obj)
+            raise
+        if rt.key == CRD_KEY:
+            self.registry.register_crd(obj)
+        self.after_write()
+        return self.out(rt, obj)
+
+    def _check_body(self, rt: ResourceType, body: Any) -> Obj:
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body of the request was not a JSON object")
+        kind = body.get("kind")
+        if kind and kind != rt.kind:
+            raise errors.bad_request(
+                f"the kind of the object ({kind}) does not match the endpoint's ({rt.kind})"
+            )
+        obj = dict(body)
+        obj["apiVersion"] = rt.api_version
+        obj["kind"] = rt.kind
+        return obj
+
+    def _check_namespace_open(self, namespace: str) -> None:
+        ns = self.store.get(NAMESPACE_KEY, "", namespace)
+        if ns is None:
+            raise errors.not_found("namespaces", namespace)
+        if ns["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                kind="namespaces",
+                name=namespace,
+            )
+
+    # -- update / patch -----------------------------------------------------------------------------
+
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        dry_run: bool = False,
+        subresource: str = "",
+    ) -> Obj:
+        ns = namespace if rt.namespaced else ""
+        old = self.store.get(rt.key, ns, name)
+        if old is None:
+            raise errors.not_found(rt.plural, name, rt.group)
+        new = self._check_body(rt, body)
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new["metadata"] = {}
+        if meta.get("name") not in (None, name):
+            raise errors.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
+        if meta.get("namespace") and rt.namespaced and meta["namespace"] != ns:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        rv = meta.get("resourceVersion")
+        if rv not in (None, "") and str(rv) != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt.plural, name, rt.group)
+        return self._apply_update(rt, old, new, dry_run, subresource)
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        patcher: Callable[[Obj], Any],
+        dry_run: bool = False,
+        subresource: str = "",
+    ) -> Obj:
+        ns = namespace if rt.namespaced else ""
+        old = self.store.get(rt.key, ns, name)
+        if old is None:
+            raise errors.not_found(rt.plural, name, rt.group)
+        patched = patcher(copy.deepcopy(self.out(rt, old)))
+        if not isinstance(patched, dict):
+            raise ApiError(422, "Invalid", "the patched object is not a JSON object")
+        new = self._check_body(rt, patched)
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new["metadata"] = {}
+        if meta.get("name") != name:
+            raise errors.bad_request("the name of the object cannot be changed by a patch")
+        if str(meta.get("resourceVersion", "")) != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt.plural, name, rt.group)
+        return self._apply_update(rt, old, new, dry_run, subresource)
+
+    def _apply_update(self, rt: ResourceType, old: Obj, new: Obj, dry_run: bool, subresource: str) -> Obj:
+        old_meta = old["metadata"]
+        if subresource == "status":
+            # Status writes change status only (the real ResetObjectMetaForStatus + spec reset).
+            candidate = dict(old)
+            candidate["metadata"] = dict(old_meta)
+            if "status" in new:
+                candidate["status"] = new["status"]
+            else:
+                candidate.pop("status", None)
+            candidate["apiVersion"] = old["apiVersion"]
+            result = self.admission.update_status(rt.group, rt.plural, old, candidate, dry_run)
+        else:
+            meta = new["metadata"]
+            for immutable in (
+                "uid",
+                "creationTimestamp",
+                "name",
+                "namespace",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ):
+                if immutable in old_meta:
+                    meta[immutable] = old_meta[immutable]
+                else:
+                    meta.pop(immutable, None)
+            meta.pop("managedFields", None)
+            if rt.has_status:
+                if "status" in old:
+                    new["status"] = old["status"]
+                else:
+                    new.pop("status", None)
+            if rt.has_generation and _spec_part(new) != _spec_part(old):
+                meta["generation"] = int(old_meta.get("generation", 1)) + 1
+            result = self.admission.update(rt.group, rt.plural, old, new, dry_run)
+            if rt.key == CRD_KEY:
+                result = self._crd_prepare(result)
+        result["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
+        if _without_rv(result) == _without_rv(old):
+            return self.out(rt, old)  # a no-op write keeps the resourceVersion, as etcd-backed servers do
+        if dry_run:
+            return self.out(rt, result)
+        if result["metadata"].get("deletionTimestamp") and not result["metadata"].get("finalizers"):
+            self._really_delete(rt, result)
+            self.after_write()
+            return self.out(rt, result)
+        self.store.put(rt.key, result)
+        if rt.key == CRD_KEY:
+            self.registry.register_crd(result)
+        self.after_write()
+        return self.out(rt, result)
+
+    # -- delete -------------------------------------------------------------------------------------
+
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        options: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        ns = namespace if rt.namespaced else ""
+        old = self.store.get(rt.key, ns, name)
+        if old is None:
+            raise errors.not_found(rt.plural, name, rt.group)
+        options = options or {}
+        pre = options.get("preconditions") or {}
+        if pre.get("uid") and pre["uid"] != old["metadata"].get("uid"):
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: UID in precondition: {pre['uid']}, "
+                f"UID in object meta: {old['metadata'].get('uid')}",
+                kind=rt.plural,
+                name=name,
+                group=rt.group,
+            )
+        if pre.get("resourceVersion") and str(pre["resourceVersion"]) != old["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                f"ResourceVersion in object meta: {old['metadata']['resourceVersion']}",
+                kind=rt.plural,
+                name=name,
+                group=rt.group,
+            )
+        if dry_run:
+            return self.out(rt, old)
+        result = self._delete_object(rt, old, str(options.get("propagationPolicy") or "Background"))
+        self.after_write()
+        return self.out(rt, result)
+
+    def delete_collection(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        labels: list[Requirement],
+        fields: list[FieldRequirement],
+        options: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> list[Obj]:
+        items, _, _, _ = self.list_objects(rt, namespace, labels, fields)
+        out = []
+        for obj in items:
+            meta = obj["metadata"]
+            current = self.store.get(rt.key, meta.get("namespace", ""), meta["name"])
+            if current is None:
+                continue  # removed by an earlier cascade
+            if dry_run:
+                out.append(obj)
+                continue
+            policy = str((options or {}).get("propagationPolicy") or "Background")
+            out.append(self.out(rt, self._delete_object(rt, current, policy)))
+        if not dry_run:
+            self.after_write()
+        return out
+
+    def _delete_object(self, rt: ResourceType, old: Obj, policy: str) -> Obj:
+        meta = old["metadata"]
+        if meta.get("deletionTimestamp"):
+            return old  # already being deleted: waits for its finalizers
+        if rt.key == NAMESPACE_KEY:
+            return self._delete_namespace(old)
+        if meta.get("finalizers"):
+            marked = dict(old)
+            marked["metadata"] = dict(
+                meta, deletionTimestamp=rfc3339(self.now()), deletionGracePeriodSeconds=0
+            )
+            if rt.has_generation:
+                marked["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
+            self.store.put(rt.key, marked)
+            return marked
+        if policy == "Orphan":
+            self._orphan_dependents(meta.get("uid", ""))
+        return self._really_delete(rt, old)
+
+    def _really_delete(self, rt: ResourceType, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        ns = meta.get("namespace", "") if rt.namespaced else ""
+        if rt.key == CRD_KEY:
+            self._drop_custom_resources(obj)
+        event = self.store.delete(rt.key, ns, meta["name"], final=obj)
+        assert event is not None
+        self.admission.deleted(rt.group, rt.plural, event.obj)
+        if rt.key == CRD_KEY:
+            self.registry.unregister_crd(meta["name"])
+        self._collect_dependents(meta.get("uid", ""))
+        if ns:
+            self._maybe_finish_namespace(ns)
+        return event.obj
+
+    def _delete_namespace(self, ns_obj: Obj) -> Obj:
+        name = ns_obj["metadata"]["name"]
+        marked = copy.deepcopy(ns_obj)
+        marked["metadata"]["deletionTimestamp"] = rfc3339(self.now())
+        marked["metadata"]["deletionGracePeriodSeconds"] = 0
+        marked.setdefault("status", {})["phase"] = "Terminating"
+        self.store.put(NAMESPACE_KEY, marked)
+        # What the namespace controller does: delete everything inside, then the namespace once empty.
+        for key, obj in self.store.objects_in_namespace(name):
+            rt = self.registry.any_version(key)
+            current = self.store.get(key, name, obj["metadata"]["name"])
+            if rt is None or current is None:
+                continue
+            self._delete_object(rt, current, "Background")
+        return self._maybe_finish_namespace(name) or marked
+
+    def _maybe_finish_namespace(self, name: str) -> Obj | None:
+        ns_obj = self.store.get(NAMESPACE_KEY, "", name)
+        if ns_obj is None or not ns_obj["metadata"].get("deletionTimestamp"):
+            return None
+        if self.store.namespace_object_count(name) > 0 or ns_obj["metadata"].get("finalizers"):
+            return None
+        event = self.store.delete(NAMESPACE_KEY, "", name)
+        assert event is not None
+        self.admission.deleted("", "namespaces", event.obj)
+        return event.obj
+
+    def _drop_custom_resources(self, crd: Obj) -> None:
+        spec = crd.get("spec", {})
+        key = (spec.get("group", ""), spec.get("names", {}).get("plural", ""))
+        for obj in self.store.list_objects(key):
+            meta = obj["metadata"]
+            event = self.store.delete(key, meta.get("namespace", ""), meta["name"])
+            if event is not None:
+                self._collect_dependents(meta.get("uid", ""))
+
+    # -- garbage collection by ownerReferences ------------------------------------------------------
+
+    def _track_owners(self, event: Event) -> None:
+        self._index_owners(event.key, event.obj if event.type != "DELETED" else None, event.old)
+
+    def _index_owners(self, key: Key, new: Obj | None, old: Obj | None) -> None:
+        ref = (key, "", "")
+        for obj, add in ((old, False), (new, True)):
+            if obj is None:
+                continue
+            meta = obj["metadata"]
+            ref = (key, meta.get("namespace", ""), meta["name"])
+            for owner in meta.get("ownerReferences") or []:
+                uid = owner.get("uid")
+                if not uid:
+                    continue
+                if add:
+                    self._dependents.setdefault(uid, set()).add(ref)
+                else:
+                    deps = self._dependents.get(uid)
+                    if deps is not None:
+                        deps.discard(ref)
+                        if not deps:
+                            del self._dependents[uid]
+
+    def _collect_dependents(self, owner_uid: str) -> None:
+        for key, ns, name in sorted(self._dependents.get(owner_uid, ())):
+            dep = self.store.get(key, ns, name)
+            rt = self.registry.any_version(key)
+            if dep is None or rt is None:
+                continue
+            self._delete_object(rt, dep, "Background")
+
+    def _orphan_dependents(self, owner_uid: str) -> None:
+        for key, ns, name in sorted(self._dependents.get(owner_uid, ())):
+            dep = self.store.get(key, ns, name)
+            if dep is None:
+                continue
+            updated = copy.deepcopy(dep)
+            refs = [r for r in updated["metadata"].get("ownerReferences", []) if r.get("uid") != owner_uid]
+            if refs:
+                updated["metadata"]["ownerReferences"] = refs
+            else:
+                updated["metadata"].pop("ownerReferences", None)
+            self.store.put(key, updated)
+
+    # -- scale subresource --------------------------------------------------------------------------
+
+    def get_scale(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self.get(rt, namespace, name)
+        meta = obj["metadata"]
+        selector = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
+            "spec": {"replicas": int(obj.get("spec", {}).get("replicas", 0))},
+            "status": {
+                "replicas": int((obj.get("status") or {}).get("replicas", 0)),
+                "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+            },
+        }
+
+    def set_scale(
+        self, rt: ResourceType, namespace: str, name: str, scale: Any, dry_run: bool = False
+    ) -> Obj:
+        if not isinstance(scale, dict) or not isinstance(scale.get("spec", {}).get("replicas"), int):
+            raise errors.bad_request("spec.replicas of the Scale must be an integer")
+        old = self.get(rt, namespace, name)
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if rv and str(rv) != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt.plural, name, rt.group)
+        new = copy.deepcopy(old)
+        new.setdefault("spec", {})["replicas"] = scale["spec"]["replicas"]
+        self.update(rt, namespace, name, new, dry_run)
+        return self.get_scale(rt, namespace, name)
+
+    # -- CRDs ---------------------------------------------------------------------------------------
+
+    def _crd_prepare(self, crd: Obj) -> Obj:
+        """Validate a CRD and set what the apiextensions controllers would: accepted names, conditions."""
+        name = crd["metadata"]["name"]
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        causes: list[Cause] = []
+        if not spec.get("group"):
+            causes.append(Cause("spec.group", "Required value", "FieldValueRequired"))
+        if not names.get("plural"):
+            causes.append(Cause("spec.names.plural", "Required value", "FieldValueRequired"))
+        if not names.get("kind"):
+            causes.append(Cause("spec.names.kind", "Required value", "FieldValueRequired"))
+        versions = spec.get("versions") or []
+        if not versions or sum(1 for v in versions if v.get("storage")) != 1:
+            causes.append(
+                Cause(
+                    "spec.versions", "Invalid value: must have exactly one version marked as storage version"
+                )
+            )
+        if spec.get("scope", "Namespaced") not in ("Namespaced", "Cluster"):
+            causes.append(
+                Cause("spec.scope", f"Unsupported value: {spec.get('scope')!r}", "FieldValueNotSupported")
+            )
+        if not causes and name != f"{names['plural']}.{spec['group']}":
+            causes.append(
+                Cause("metadata.name", f'Invalid value: {name!r}: must be spec.names.plural+"."+spec.group')
+            )
+        if causes:
+            raise errors.invalid("CustomResourceDefinition", name, causes, "apiextensions.k8s.io")
+        spec.setdefault("scope", "Namespaced")
+        names.setdefault("singular", names["kind"].lower())
+        names.setdefault("listKind", names["kind"] + "List")
+        for version in versions:
+            version.setdefault("served", True)
+        now = rfc3339(self.now())
+        old_status = crd.get("status") or {}
+        old_conditions = {c.get("type"): c for c in old_status.get("conditions") or []}
+
+        def condition(ctype: str, reason: str, message: str) -> dict[str, Any]:
+            prev = old_conditions.get(ctype)
+            when = prev["lastTransitionTime"] if prev and prev.get("status") == "True" else now
+            return {
+                "type": ctype,
+                "status": "True",
+                "lastTransitionTime": when,
+                "reason": reason,
+                "message": message,
+            }
+
+        storage = next(v["name"] for v in versions if v.get("storage"))
+        stored = list(old_status.get("storedVersions") or [])
+        if storage not in stored:
+            stored.append(storage)
+        crd["status"] = {
+            "conditions": [
+                condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+                condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+            ],
+            "acceptedNames": {
+                k: names[k]
+                for k in ("plural", "singular", "shortNames", "kind", "listKind", "categories")
+                if k in names
+            },
+            "storedVersions": stored,
+        }
+        return crd
+
+
+def _okey(obj: Obj) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return (meta.get("namespace") or "", meta["name"])

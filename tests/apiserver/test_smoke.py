@@ -1,0 +1,32 @@
+"""Milestone smoke test: the server starts fast, kubectl and the Python client talk to it."""
+
+from __future__ import annotations
+
+import json
+
+from kubernetes import client, config
+
+from lab.apiserver.process import ApiServerProcess
+
+
+def test_ready_within_one_second(apiserver: ApiServerProcess) -> None:
+    assert apiserver.startup_seconds < 1.0, apiserver.startup_seconds
+
+
+def test_kubectl_sees_system_namespaces_and_kubernetes_service(kubectl) -> None:
+    names = json.loads(kubectl("get", "ns", "-o", "json").stdout)["items"]
+    system = {"default", "kube-system", "kube-public", "kube-node-lease"}
+    assert {n["metadata"]["name"] for n in names} >= system
+    svc = json.loads(kubectl("get", "svc", "kubernetes", "-o", "json").stdout)
+    assert svc["spec"]["clusterIP"] == "10.96.0.1"
+    assert svc["spec"]["ports"][0]["port"] == 443
+
+
+def test_python_client_create_and_list(apiserver: ApiServerProcess) -> None:
+    api = client.CoreV1Api(config.new_client_from_config(str(apiserver.kubeconfig)))
+    api.create_namespaced_config_map(
+        "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c1"), data={"a": "1"})
+    )
+    listed = api.list_namespaced_config_map("default")
+    assert [c.metadata.name for c in listed.items] == ["c1"]
+    assert int(listed.metadata.resource_version) >= int(listed.items[0].metadata.resource_version)

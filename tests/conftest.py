@@ -1,0 +1,59 @@
+"""Shared fixtures: a real embedded API server per test and a kubectl bound to it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.apiserver.process import ApiServerProcess
+
+REPO = Path(__file__).resolve().parents[1]
+KUBECTL = REPO / ".venv" / "bin" / "kubectl"
+
+Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def apiserver(tmp_path: Path) -> Iterator[ApiServerProcess]:
+    """A started API server with its data dir under tmp_path; stopped (SIGTERM) afterwards."""
+    server = ApiServerProcess(data_dir=tmp_path / "apiserver")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+def make_kubectl(kubeconfig: Path) -> Kubectl:
+    def kubectl(
+        *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        binary = str(KUBECTL) if KUBECTL.exists() else "kubectl"
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        result = subprocess.run(
+            [binary, "--kubeconfig", str(kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    return kubectl
+
+
+@pytest.fixture
+def kubectl(apiserver: ApiServerProcess) -> Kubectl:
+    """kubectl(*args, input=None, check=True) -> CompletedProcess[str], bound to the `apiserver` fixture."""
+    return make_kubectl(apiserver.kubeconfig)
