@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from kubernetes import client, config
 
@@ -23,10 +24,10 @@ def test_kubectl_sees_system_namespaces_and_kubernetes_service(kubectl) -> None:
 
 
 def test_python_client_create_and_list(apiserver: ApiServerProcess) -> None:
-    api = client.CoreV1Api(config.new_client_from_config(str(apiserver.kubeconfig)))
+    api: Any = client.CoreV1Api(config.new_client_from_config(str(apiserver.kubeconfig)))  # type: ignore[no-untyped-call]
     api.create_namespaced_config_map(
         "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c1"), data={"a": "1"})
     )
-    listed = api.list_namespaced_config_map("default")
+    listed: Any = api.list_namespaced_config_map("default")
     assert [c.metadata.name for c in listed.items] == ["c1"]
     assert int(listed.metadata.resource_version) >= int(listed.items[0].metadata.resource_version)
