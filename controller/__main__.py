@@ -1,0 +1,85 @@
+"""`python -m controller`: the MetalLB-compatible IP address controller (a kopf operator)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from controller.kube import load_client_configuration
+from controller.operator import Controller, Options, build_registry
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m controller", description=__doc__)
+    parser.add_argument("--kubeconfig", help="kubeconfig (default: KUBECONFIG, in-cluster, ~/.kube/config)")
+    parser.add_argument("--configmap-namespace", default="metallb-system", help="ConfigMap namespace")
+    parser.add_argument("--configmap-name", default="config", help="ConfigMap name (key `config`)")
+    parser.add_argument(
+        "--load-balancer-class", default=None, help="handle only Services of this class (default: no class)"
+    )
+    parser.add_argument("--metrics-port", type=int, default=7472, help="Prometheus /metrics port (0: off)")
+    parser.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server binds")
+    parser.add_argument(
+        "--namespace", default="metallb-system", help="namespace of the pools, advertisements, Lease"
+    )
+    election = parser.add_mutually_exclusive_group()
+    election.add_argument(
+        "--leader-elect", dest="leader_elect", action="store_true", default=True,
+        help="only the holder of the Lease assigns IPs (default)",
+    )
+    election.add_argument(
+        "--standalone", dest="leader_elect", action="store_false",
+        help="no leader election: run only one replica",
+    )
+    parser.add_argument("--lease-name", default="ironlb-controller", help="coordination.k8s.io Lease name")
+    parser.add_argument("--lease-duration", type=int, default=15, help="lease validity (s)")
+    parser.add_argument("--renew-deadline", type=float, default=10.0, help="renew deadline (s)")
+    parser.add_argument("--retry-period", type=float, default=2.0, help="seconds between lease attempts")
+    parser.add_argument("--identity", default="", help="default: POD_NAME or host_pid")
+    parser.add_argument("--workers", type=int, default=16, help="Services reconciled concurrently")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    if not args.renew_deadline < args.lease_duration:
+        parser.error("--renew-deadline must be shorter than --lease-duration")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # kopf's own chatter stays at warning unless we debug.
+    logging.getLogger("kopf").setLevel(logging.DEBUG if args.log_level == "debug" else logging.WARNING)
+    options = Options(
+        kubeconfig=args.kubeconfig,
+        configmap_namespace=args.configmap_namespace,
+        configmap_name=args.configmap_name,
+        load_balancer_class=args.load_balancer_class or None,
+        metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
+        namespace=args.namespace,
+        leader_elect=args.leader_elect,
+        lease_name=args.lease_name,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
+        identity=args.identity,
+        workers=args.workers,
+    )
+    controller = Controller(options, load_client_configuration(args.kubeconfig))
+    asyncio.run(
+        kopf.operator(registry=build_registry(controller), clusterwide=True, standalone=True)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

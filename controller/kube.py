@@ -1,0 +1,209 @@
+"""The controller's own API calls: credentials for kopf and a small asyncio client for reads and writes.
+
+kopf watches Services and Namespaces; everything else (config objects in one namespace, status patches,
+events, the Lease) goes through `KubeClient`, so that least-privilege namespaced RBAC is enough and writes
+can be made from any task, not only from inside a kopf handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
+
+import aiohttp
+import kubernetes.client
+import kubernetes.config
+
+log = logging.getLogger("controller.kube")
+
+JSON = dict[str, Any]
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the API server."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.message = message
+        super().__init__(f"{status} {reason}: {message}")
+
+
+class WatchExpired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): list again."""
+
+
+def load_client_configuration(kubeconfig: str | None) -> Any:
+    """Credentials the way every Kubernetes client finds them: --kubeconfig, then KUBECONFIG, then the
+    in-cluster service account, then ~/.kube/config. Returns a kubernetes.client.Configuration."""
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    elif not os.environ.get("KUBECONFIG") and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return configuration
+
+
+def bearer_token(configuration: Any) -> tuple[str | None, str | None]:
+    """(scheme, token) from a client Configuration, refreshing a rotating in-cluster token first."""
+    hook = getattr(configuration, "refresh_api_key_hook", None)
+    if hook is not None:
+        hook(configuration)
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    if not header:
+        return None, None
+    parts = str(header).split(" ", 1)
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def micro_time(moment: datetime.datetime | None = None) -> str:
+    """A meta/v1 MicroTime string."""
+    moment = moment or datetime.datetime.now(datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def rv_newer_or_equal(candidate: str | None, current: str | None) -> bool:
+    """Whether a body with resourceVersion `candidate` may replace one with `current`.
+
+    resourceVersions are opaque, but every API server we target uses increasing integers; comparing them
+    keeps a late watch event from overwriting the fresher body a patch returned.
+    """
+    if not candidate or not current:
+        return True
+    try:
+        return int(candidate) >= int(current)
+    except ValueError:
+        return True
+
+
+class KubeClient:
+    """JSON over HTTPS with the credentials of a kubernetes.client.Configuration."""
+
+    def __init__(self, configuration: Any, connections: int = 32) -> None:
+        self._configuration = configuration
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self.server = str(configuration.host).rstrip("/")
+
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        if self.server.startswith("http://"):
+            return False
+        context = ssl.create_default_context(cafile=self._configuration.ssl_ca_cert or None)
+        if not self._configuration.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self._configuration.cert_file:
+            context.load_cert_chain(self._configuration.cert_file, self._configuration.key_file)
+        return context
+
+    def _headers(self) -> dict[str, str]:
+        scheme, token = bearer_token(self._configuration)
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"{scheme or 'Bearer'} {token}"
+        return headers
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl_context(), limit=self._connections)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        headers = self._headers()
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with self.session().request(
+            method, self.server + path, params=params, data=data, headers=headers, timeout=timeout
+        ) as response:
+            text = await response.text()
+            if response.status >= 300:
+                raise _api_error(response.status, text)
+            return cast(JSON, json.loads(text)) if text else {}
+
+    async def get(self, path: str) -> JSON | None:
+        try:
+            return await self.request("GET", path)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def list(self, path: str, **params: str) -> JSON:
+        return await self.request("GET", path, params=params)
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any]) -> JSON:
+        return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> JSON:
+        return await self.request("POST", path, body=body)
+
+    async def replace(self, path: str, body: Mapping[str, Any]) -> JSON:
+        return await self.request("PUT", path, body=body)
+
+    async def watch(self, path: str, resource_version: str, **params: str) -> AsyncIterator[JSON]:
+        """Watch events from `resource_version` until the server ends the stream; WatchExpired on 410."""
+        query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true"}
+        query.update(params)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=None)
+        async with self.session().get(
+            self.server + path, params=query, headers=self._headers(), timeout=timeout
+        ) as response:
+            if response.status == 410:
+                raise WatchExpired(path)
+            if response.status >= 300:
+                raise _api_error(response.status, await response.text())
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = cast(JSON, json.loads(line))
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise WatchExpired(path)
+                    raise ApiError(int(status.get("code") or 500), str(status.get("reason")), str(status))
+                yield event
+
+
+def _api_error(status: int, text: str) -> ApiError:
+    reason, message = "", text
+    with contextlib.suppress(ValueError, AttributeError):
+        body = json.loads(text)
+        reason, message = str(body.get("reason", "")), str(body.get("message", text))
+    return ApiError(status, reason, message)
+
+
+async def retry_forever(what: str, attempt: Any, delay: float = 1.0) -> Any:
+    """Await `attempt()` until it succeeds; API hiccups at start-up must not kill the controller."""
+    while True:
+        try:
+            return await attempt()
+        except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
+            log.warning("event=api_retry what=%s error=%r", what, str(e))
+            await asyncio.sleep(delay)

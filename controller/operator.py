@@ -1,0 +1,606 @@
+"""The controller as a kopf operator: kopf watches Services and Namespaces, our own tasks do the rest.
+
+Flow: kopf's startup handler waits for the leader Lease, lists the config objects and every Service,
+rebuilds the allocator from the IPs Services already show (restore) and only then starts the reconcile
+workers. kopf's event handlers just refresh the cache and queue the Service's key; workers take keys one at
+a time per key (a classic controller work queue), call the pure `reconcile_service` and apply its writes.
+Only raw event handlers are used, so kopf keeps no progress annotations or finalizers on Services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kopf
+
+from common.errors import RequestError
+from common.pools import Config
+from controller import metrics
+from controller.allocator import Allocator, Assignment
+from controller.kube import JSON, ApiError, KubeClient, WatchExpired, bearer_token, rv_newer_or_equal
+from controller.leader import LeaderElector
+from controller.reconcile import (
+    UNCHANGED,
+    ConfigProblem,
+    Event,
+    IPAddress,
+    pool_status,
+    rebuild_config,
+    reconcile_service,
+    service_key,
+)
+from controller.requests import POOL_ANNOTATION_OUT, assigned_ips, is_handled, parse_service
+
+log = logging.getLogger("controller")
+
+COMPONENT = "ironlb-controller"
+
+
+@dataclass(frozen=True)
+class Options:
+    kubeconfig: str | None = None
+    configmap_namespace: str = "metallb-system"
+    configmap_name: str = "config"
+    load_balancer_class: str | None = None
+    metrics_port: int = 7472
+    metrics_address: str = "0.0.0.0"
+    namespace: str = "metallb-system"
+    leader_elect: bool = True
+    lease_name: str = "ironlb-controller"
+    lease_duration: int = 15
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    identity: str = ""
+    workers: int = 16
+
+
+def default_identity() -> str:
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
+
+
+def _labels(obj: Mapping[str, Any] | None) -> dict[str, str]:
+    return dict(((obj or {}).get("metadata") or {}).get("labels") or {})
+
+
+def _creation_order(service: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = service.get("metadata") or {}
+    return str(metadata.get("creationTimestamp") or ""), service_key(service)
+
+
+class Controller:
+    """The reconciliation state and the tasks that act on it (all on kopf's event loop)."""
+
+    def __init__(self, options: Options, configuration: Any) -> None:
+        self.options = options
+        self.configuration = configuration
+        self.identity = options.identity or default_identity()
+        self.client = KubeClient(configuration)
+        self.allocator = Allocator(Config())
+        self.config: Config | None = None  # the last valid config
+        self.restored = False
+        self.services: dict[str, JSON] = {}
+        self.namespace_labels: dict[str, dict[str, str]] = {}
+        self.configmap: JSON | None = None
+        self.ip_address_pools: dict[str, JSON] = {}
+        self.l2_advertisements: dict[str, JSON] = {}
+        self.assignments: dict[str, Assignment] = {}
+        self.pending: dict[str, None] = {}  # insertion-ordered: the oldest pending Service is retried first
+        self.withdrawn: dict[str, tuple[IPAddress, ...]] = {}
+        self.failure_signatures: dict[str, tuple[Any, ...]] = {}
+        self.last_config_problem: str | None = None
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._processing: set[str] = set()
+        self._dirty: set[str] = set()
+        self._events: asyncio.Queue[tuple[JSON, Event]] = asyncio.Queue()
+        self._config_changed = asyncio.Event()
+        self._stats_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.elector: LeaderElector | None = None
+
+    # ---- kopf entry points --------------------------------------------------------------------------------
+
+    def login(self, **_: Any) -> kopf.ConnectionInfo:
+        configuration = self.configuration
+        scheme, token = bearer_token(configuration)
+        return kopf.ConnectionInfo(
+            server=configuration.host,
+            ca_path=configuration.ssl_ca_cert,
+            insecure=not configuration.verify_ssl,
+            scheme=scheme,
+            token=token,
+            certificate_path=configuration.cert_file,
+            private_key_path=configuration.key_file,
+        )
+
+    async def startup(self, settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Our own events only; kopf's per-handler events would be noise on every Service.
+        settings.posting.enabled = False
+        # Services and Namespaces always exist: no need to watch CRDs (and no RBAC for it).
+        settings.scanning.disabled = True
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        metrics.serve(self.options.metrics_port, self.options.metrics_address)
+        metrics.config_loaded.set(0)
+        metrics.config_stale.set(0)
+        if self.options.leader_elect:
+            o = self.options
+            self.elector = LeaderElector(
+                self.client, o.namespace, o.lease_name, self.identity, o.lease_duration, o.renew_deadline,
+                o.retry_period,
+            )
+            await self.elector.acquire()
+            self._spawn(self.elector.keep(self._leadership_lost), "lease")
+        await self._initial_sync()
+        for index in range(self.options.workers):
+            self._spawn(self._worker(), f"worker-{index}")
+        for index in range(4):
+            self._spawn(self._event_poster(), f"events-{index}")
+        self._spawn(self._config_rebuilder(), "config")
+        self._spawn(self._stats_flusher(), "stats")
+        log.info("event=started identity=%s services=%d", self.identity, len(self.services))
+
+    async def cleanup(self, **_: Any) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.elector is not None:
+            await self.elector.release()
+        await self.client.close()
+
+    async def on_service_event(self, event: Mapping[str, Any], **_: Any) -> None:
+        body = event.get("object") or {}
+        key = service_key(body)
+        if event.get("type") == "DELETED":
+            self.services.pop(key, None)
+        else:
+            current = self.services.get(key)
+            if current is None or rv_newer_or_equal(
+                (body.get("metadata") or {}).get("resourceVersion"),
+                (current.get("metadata") or {}).get("resourceVersion"),
+            ):
+                self.services[key] = dict(body)
+        self.enqueue(key)
+
+    async def on_namespace_event(self, event: Mapping[str, Any], **_: Any) -> None:
+        body = event.get("object") or {}
+        name = str((body.get("metadata") or {}).get("name") or "")
+        old = self.namespace_labels.get(name)
+        if event.get("type") == "DELETED":
+            self.namespace_labels.pop(name, None)
+            return
+        labels = _labels(body)
+        self.namespace_labels[name] = labels
+        if old is not None and old != labels:
+            # Pools' namespace selectors may match now: retry what waits there. Assigned IPs stay.
+            for key in list(self.pending):
+                if key.startswith(f"{name}/"):
+                    self.enqueue(key)
+
+    # ---- start-up -----------------------------------------------------------------------------------------
+
+    async def _initial_sync(self) -> None:
+        namespaces = await self._list_forever("/api/v1/namespaces")
+        self.namespace_labels = {str(n["metadata"]["name"]): _labels(n) for n in namespaces["items"]}
+        config_watches = []
+        for path, params, apply in self._config_sources():
+            listing = await self._list_forever(path, **params)
+            apply(None, listing.get("items") or [])
+            resource_version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+            config_watches.append((path, params, apply, resource_version))
+        services = await self._list_forever("/api/v1/services")
+        for service in services.get("items") or []:
+            self.services[service_key(service)] = service
+        self._rebuild_config()
+        for path, params, apply, resource_version in config_watches:
+            self._spawn(self._watch_loop(path, params, apply, resource_version), f"watch {path}")
+
+    async def _list_forever(self, path: str, **params: str) -> JSON:
+        while True:
+            try:
+                return await self.client.list(path, **params)
+            except ApiError as e:
+                if e.status == 404:
+                    # A resource that is not installed (the metallb.io CRDs): the ConfigMap alone still works.
+                    log.warning("event=resource_missing path=%s", path)
+                    return {"items": [], "metadata": {"resourceVersion": ""}}
+                log.warning("event=list_failed path=%s error=%r", path, str(e))
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                log.warning("event=list_failed path=%s error=%r", path, str(e))
+            await asyncio.sleep(1)
+
+    def _restore(self) -> None:
+        """Adopt the IPs Services already show, oldest Service first, before anything new is assigned."""
+        adopted = refused = 0
+        for service in sorted(self.services.values(), key=_creation_order):
+            key = service_key(service)
+            ips = assigned_ips(service)
+            if not ips or not is_handled(service, self.options.load_balancer_class):
+                continue
+            namespace = str((service.get("metadata") or {}).get("namespace") or "")
+            try:
+                request = parse_service(service, self.namespace_labels.get(namespace, {}))
+            except RequestError as e:
+                log.warning("event=restore_skipped service=%s error=%r", key, str(e))
+                refused += 1
+                continue
+            assignment = self.allocator.restore(request, ips)
+            if assignment is None:
+                refused += 1
+                log.warning("event=restore_refused service=%s ips=%s", key, ",".join(map(str, ips)))
+            else:
+                self.assignments[key] = assignment
+                adopted += 1
+        self.restored = True
+        log.info("event=restored adopted=%d refused=%d", adopted, refused)
+        for key in sorted(self.services, key=lambda k: _creation_order(self.services[k])):
+            self.enqueue(key)
+        self._stats_changed.set()
+
+    # ---- configuration ------------------------------------------------------------------------------------
+
+    def _config_sources(self) -> list[tuple[str, dict[str, str], Callable[[str | None, Any], None]]]:
+        o = self.options
+        return [
+            (
+                f"/api/v1/namespaces/{o.configmap_namespace}/configmaps",
+                {"fieldSelector": f"metadata.name={o.configmap_name}"},
+                self._apply_configmap,
+            ),
+            (f"/apis/metallb.io/v1beta1/namespaces/{o.namespace}/ipaddresspools", {}, self._apply_pool),
+            (f"/apis/metallb.io/v1beta1/namespaces/{o.namespace}/l2advertisements", {}, self._apply_l2),
+        ]
+
+    def _apply_configmap(self, event_type: str | None, obj: Any) -> None:
+        if event_type is None:  # a full listing
+            self.configmap = obj[0] if obj else None
+        elif event_type == "DELETED":
+            self.configmap = None
+        else:
+            self.configmap = obj
+        self._config_changed.set()
+
+    def _apply_pool(self, event_type: str | None, obj: Any) -> None:
+        self._apply_named(self.ip_address_pools, event_type, obj)
+
+    def _apply_l2(self, event_type: str | None, obj: Any) -> None:
+        self._apply_named(self.l2_advertisements, event_type, obj)
+
+    def _apply_named(self, cache: dict[str, JSON], event_type: str | None, obj: Any) -> None:
+        if event_type is None:
+            cache.clear()
+            cache.update({str(item["metadata"]["name"]): item for item in obj})
+        elif event_type == "DELETED":
+            cache.pop(str(obj["metadata"]["name"]), None)
+        else:
+            name = str(obj["metadata"]["name"])
+            old = cache.get(name)
+            cache[name] = obj
+            if old is not None and old.get("spec") == obj.get("spec") and _labels(old) == _labels(obj):
+                self._stats_changed.set()  # only our own status write came back
+                return
+        self._config_changed.set()
+
+    async def _watch_loop(
+        self,
+        path: str,
+        params: dict[str, str],
+        apply: Callable[[str | None, Any], None],
+        resource_version: str,
+    ) -> None:
+        while True:
+            try:
+                if not resource_version:
+                    listing = await self._list_forever(path, **params)
+                    if not listing.get("metadata", {}).get("resourceVersion"):
+                        await asyncio.sleep(10)  # the CRD is not installed yet
+                        continue
+                    apply(None, listing.get("items") or [])
+                    resource_version = str(listing["metadata"]["resourceVersion"])
+                async for event in self.client.watch(path, resource_version, timeoutSeconds="300", **params):
+                    obj = event.get("object") or {}
+                    metadata = obj.get("metadata") or {}
+                    resource_version = str(metadata.get("resourceVersion") or resource_version)
+                    if event.get("type") != "BOOKMARK":
+                        apply(str(event.get("type")), obj)
+            except WatchExpired:
+                resource_version = ""
+            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
+                log.warning("event=watch_failed path=%s error=%r", path, str(e))
+                resource_version = ""
+                await asyncio.sleep(1)
+
+    async def _config_rebuilder(self) -> None:
+        while True:
+            await self._config_changed.wait()
+            self._config_changed.clear()
+            self._rebuild_config()
+            await asyncio.sleep(0.05)  # let a burst of config edits land together
+
+    def _rebuild_config(self) -> None:
+        self._config_changed.clear()
+        try:
+            config = rebuild_config(
+                self.configmap, self.ip_address_pools.values(), self.l2_advertisements.values()
+            )
+        except ConfigProblem as problem:
+            metrics.config_stale.set(1)
+            metrics.update_errors.inc()
+            text = str(problem)
+            log.error(
+                "event=config_invalid object=%s field=%r error=%r keeping=%s",
+                "/".join(problem.target or ("?",)),
+                problem.error.field,
+                text,
+                "last-valid" if self.config is not None else "none",
+            )
+            if text != self.last_config_problem and problem.target is not None:
+                self._post_config_warning(problem.target, text)
+            self.last_config_problem = text
+            return
+        metrics.updates.inc()
+        metrics.config_stale.set(0)
+        metrics.config_loaded.set(1)
+        self.last_config_problem = None
+        if config == self.config:
+            return
+        released = self.allocator.set_config(config)
+        self.config = config
+        log.info(
+            "event=config_loaded pools=%s l2advertisements=%d withdrawn=%d",
+            ",".join(p.name for p in config.pools) or "-",
+            len(config.l2_advertisements),
+            len(released),
+        )
+        for key in released:
+            old = self.assignments.pop(key, None)
+            self.withdrawn[key] = tuple(old.ips) if old is not None else ()
+            log.info("event=withdrawn service=%s ips=%s", key, ",".join(map(str, self.withdrawn[key])))
+            self.enqueue(key)
+        self._stats_changed.set()
+        if not self.restored:
+            self._restore()
+        else:
+            self._retry_pending()
+
+    def _post_config_warning(self, target: tuple[str, str, str], message: str) -> None:
+        kind, namespace, name = target
+        api_version = "v1" if kind == "ConfigMap" else "metallb.io/v1beta1"
+        obj = {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace, "name": name}}
+        source = self.configmap if kind == "ConfigMap" else None
+        if kind == "IPAddressPool":
+            source = self.ip_address_pools.get(name)
+        elif kind == "L2Advertisement":
+            source = self.l2_advertisements.get(name)
+        if source is not None:
+            obj["metadata"] = source.get("metadata") or obj["metadata"]
+        self._events.put_nowait((obj, Event("Warning", "InvalidConfig", message)))
+
+    # ---- the work queue -----------------------------------------------------------------------------------
+
+    def enqueue(self, key: str) -> None:
+        if key in self._queued:
+            return
+        if key in self._processing:
+            self._dirty.add(key)
+            return
+        self._queued.add(key)
+        self._queue.put_nowait(key)
+
+    def _retry_pending(self, but: str | None = None) -> None:
+        for key in list(self.pending):
+            if key != but:
+                self.enqueue(key)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._processing.add(key)
+            try:
+                await self._reconcile(key)
+            except Exception:
+                metrics.update_errors.inc()
+                log.exception("event=reconcile_crashed service=%s", key)
+                asyncio.get_running_loop().call_later(2.0, self.enqueue, key)
+            finally:
+                self._processing.discard(key)
+                if key in self._dirty:
+                    self._dirty.discard(key)
+                    self.enqueue(key)
+
+    async def _reconcile(self, key: str) -> None:
+        service = self.services.get(key)
+        if not self.restored:
+            self.pending[key] = None
+            return
+        namespace, _, name = key.partition("/")
+        withdrawn = self.withdrawn.pop(key, ())
+        outcome = reconcile_service(
+            key,
+            service,
+            self.namespace_labels.get(namespace, {}),
+            self.allocator,
+            self.options.load_balancer_class,
+            withdrawn,
+        )
+        metrics.updates.inc()
+        assignment = self.allocator.assignment(key)
+        if assignment is None:
+            self.assignments.pop(key, None)
+        else:
+            self.assignments[key] = assignment
+        if outcome.pending and service is not None:
+            self.pending.setdefault(key, None)
+        else:
+            self.pending.pop(key, None)
+        if outcome.released or outcome.assignment is not None or service is None:
+            self._stats_changed.set()
+        if outcome.released:
+            self._retry_pending(but=key)
+        events = list(outcome.events)
+        if outcome.pending and service is not None:
+            metadata = service.get("metadata") or {}
+            signature = (outcome.failure, metadata.get("generation"), repr(metadata.get("annotations")))
+            if self.failure_signatures.get(key) == signature:
+                events = [e for e in events if e.reason != "AllocationFailed"]  # said it already
+            self.failure_signatures[key] = signature
+        else:
+            self.failure_signatures.pop(key, None)
+        if outcome.action != "none" or outcome.pending:
+            log.info(
+                "event=%s service=%s ips=%s pool=%s reason=%r",
+                outcome.action,
+                key,
+                ",".join(str(ip) for ip in (assignment.ips if assignment else ())) or "-",
+                assignment.pool if assignment else "-",
+                outcome.failure or "",
+            )
+        if service is None:
+            return
+        path = f"/api/v1/namespaces/{namespace}/services/{name}"
+        try:
+            if outcome.ingress is not None:
+                patch = {"status": {"loadBalancer": {"ingress": outcome.ingress or None}}}
+                self._remember(key, await self.client.merge_patch(path + "/status", patch))
+            if outcome.pool_annotation is not UNCHANGED:
+                patch = {"metadata": {"annotations": {POOL_ANNOTATION_OUT: outcome.pool_annotation}}}
+                self._remember(key, await self.client.merge_patch(path, patch))
+        except ApiError as e:
+            if e.status == 404:
+                return  # deleted meanwhile; its DELETED event releases the IP
+            self._write_failed(key, e)
+            return
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            self._write_failed(key, e)
+            return
+        for event in events:
+            self._events.put_nowait((service, event))
+
+    def _write_failed(self, key: str, error: Exception) -> None:
+        metrics.update_errors.inc()
+        log.warning("event=write_failed service=%s error=%r", key, str(error))
+        asyncio.get_running_loop().call_later(1.0, self.enqueue, key)
+
+    def _remember(self, key: str, body: JSON) -> None:
+        current = self.services.get(key)
+        if (
+            current is not None
+            and body.get("kind") == "Service"
+            and rv_newer_or_equal(
+                (body.get("metadata") or {}).get("resourceVersion"),
+                (current.get("metadata") or {}).get("resourceVersion"),
+            )
+        ):
+            self.services[key] = body
+
+    # ---- events, pool status, metrics, leadership ---------------------------------------------------------
+
+    async def _event_poster(self) -> None:
+        while True:
+            obj, event = await self._events.get()
+            try:
+                await self._post_event(obj, event)
+            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
+                log.warning("event=event_post_failed reason=%s error=%r", event.reason, str(e))
+
+    async def _post_event(self, obj: Mapping[str, Any], event: Event) -> None:
+        metadata = obj.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or "default")
+        name = str(metadata.get("name") or "")
+        now = datetime.datetime.now(datetime.UTC)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", "v1"),
+                "kind": obj.get("kind", "Service"),
+                "namespace": namespace,
+                "name": name,
+                "uid": metadata.get("uid"),
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+            "reason": event.reason,
+            "message": event.message,
+            "type": event.type,
+            "count": 1,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.identity,
+        }
+        await self.client.create(f"/api/v1/namespaces/{namespace}/events", body)
+
+    async def _stats_flusher(self) -> None:
+        while True:
+            await self._stats_changed.wait()
+            self._stats_changed.clear()
+            try:
+                await self._flush_stats()
+            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
+                log.warning("event=pool_status_failed error=%r", str(e))
+                self._stats_changed.set()
+            await asyncio.sleep(0.5)  # at most two status writes per pool per second, however busy
+
+    async def _flush_stats(self) -> None:
+        stats = self.allocator.pool_stats()
+        metrics.set_pool_stats({name: (s.total, s.in_use) for name, s in stats.items()})
+        if self.config is None:
+            return
+        for pool in self.config.pools:
+            obj = self.ip_address_pools.get(pool.name)
+            if obj is None or not pool.source.startswith("IPAddressPool"):
+                continue
+            pool_stats = stats.get(pool.name)
+            if pool_stats is None:
+                continue
+            status = pool_status(pool_stats)
+            if obj.get("status") == status:
+                continue
+            namespace = self.options.namespace
+            path = f"/apis/metallb.io/v1beta1/namespaces/{namespace}/ipaddresspools/{pool.name}/status"
+            try:
+                updated = await self.client.merge_patch(path, {"status": status})
+            except ApiError as e:
+                if e.status == 404:
+                    continue
+                raise
+            current = self.ip_address_pools.get(pool.name)
+            if current is not None and rv_newer_or_equal(
+                (updated.get("metadata") or {}).get("resourceVersion"),
+                (current.get("metadata") or {}).get("resourceVersion"),
+            ):
+                self.ip_address_pools[pool.name] = updated
+
+    def _leadership_lost(self) -> None:
+        # Another replica may take over any moment now: stop writing at once; the Deployment restarts us.
+        logging.shutdown()
+        os._exit(1)
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coroutine, name=name))
+
+
+def build_registry(controller: Controller) -> kopf.OperatorRegistry:
+    """kopf handlers bound to one Controller (no module-level state, so tests and embedding stay simple)."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(controller.login)
+    kopf.on.startup(registry=registry)(controller.startup)
+    kopf.on.cleanup(registry=registry)(controller.cleanup)
+    kopf.on.event("v1", "services", registry=registry)(controller.on_service_event)
+    kopf.on.event("v1", "namespaces", registry=registry)(controller.on_namespace_event)
+    return registry
+

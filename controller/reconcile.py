@@ -1,0 +1,213 @@
+"""What to do about one Service, decided over plain data: the kopf shell applies the returned `Outcome`.
+
+Also the config rebuild from the cached source objects, which names the object to blame when it fails.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.errors import ConfigError, RequestError
+from common.pools import Config, L2Advertisement, Pool
+from controller.allocator import AllocationError, Allocator, Assignment, PoolStats
+from controller.config import build_config, parse_configmap, parse_ip_address_pool, parse_l2_advertisement
+from controller.requests import POOL_ANNOTATION_OUT, assigned_ips, ingress_for, is_handled, parse_service
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+UNCHANGED: Any = object()  # marker: leave the pool annotation as it is
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    """The writes one reconciliation needs. `ingress` None leaves status alone; [] clears it."""
+
+    ingress: list[dict[str, str]] | None = None
+    pool_annotation: Any = UNCHANGED  # str to set, None to remove, UNCHANGED
+    events: list[Event] = field(default_factory=list)
+    pending: bool = False
+    failure: str | None = None  # why it is pending (for event de-duplication and logs)
+    released: bool = False  # an IP went back to a pool: pending Services may fit now
+    assignment: Assignment | None = None
+    action: str = "none"  # for the log line
+
+
+def format_ips(ips: Sequence[IPAddress]) -> str:
+    """MetalLB's wording (Go's %q of a []string): ["192.168.10.90" "fc00::1"]."""
+    return "[" + " ".join(f'"{ip}"' for ip in ips) + "]"
+
+
+def service_key(service: Mapping[str, Any]) -> str:
+    metadata = service.get("metadata") or {}
+    return f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
+
+
+def reconcile_service(
+    key: str,
+    service: Mapping[str, Any] | None,
+    namespace_labels: Mapping[str, str],
+    allocator: Allocator,
+    load_balancer_class: str | None,
+    withdrawn: Sequence[IPAddress] = (),
+) -> Outcome:
+    """Bring the allocator's view of `key` in line with the Service and say which writes follow.
+
+    `withdrawn` holds the IPs a config change just took away from this Service (already released).
+    """
+    previous = allocator.assignment(key)
+    outcome = Outcome()
+    if withdrawn:
+        message = f"current IP {format_ips(withdrawn)} not allowed by config, clearing"
+        outcome.events.append(Event("Normal", "ClearAssignment", message))
+        outcome.released = True
+    if service is None:
+        if previous is not None:
+            allocator.release(key)
+            outcome.released = True
+            outcome.action = "released_deleted"
+        return outcome
+
+    current = assigned_ips(service)
+    annotations = (service.get("metadata") or {}).get("annotations") or {}
+    spec = service.get("spec") or {}
+    if not is_handled(service, load_balancer_class):
+        if previous is not None:
+            allocator.release(key)
+            outcome.released = True
+        is_load_balancer = spec.get("type") == "LoadBalancer"
+        # After a type change no one else owns the status; after a class change another controller does, so we
+        # only take back what is still ours.
+        ours = current and (not is_load_balancer or (previous is not None and tuple(previous.ips) == current))
+        if ours:
+            outcome.ingress = []
+            reason = (
+                f"service type is {spec.get('type')!s}, not LoadBalancer"
+                if not is_load_balancer
+                else f"service has loadBalancerClass {spec.get('loadBalancerClass')!s}, not ours"
+            )
+            outcome.events.append(
+                Event("Normal", "ClearAssignment", f"clearing assignment {format_ips(current)}: {reason}")
+            )
+            outcome.action = "cleared"
+        if POOL_ANNOTATION_OUT in annotations and (ours or previous is not None):
+            outcome.pool_annotation = None
+        return outcome
+
+    try:
+        request = parse_service(service, namespace_labels)
+    except RequestError as e:
+        outcome.pending = True
+        outcome.failure = f"invalid {e.field}: {e.message}"
+        message = f'Failed to allocate IP for "{key}": {e}'
+        outcome.events.append(Event("Warning", "AllocationFailed", message))
+        outcome.action = "invalid_request"
+        return outcome
+
+    try:
+        assignment = allocator.assign(request)
+    except AllocationError as e:
+        outcome.pending = True
+        outcome.failure = e.reason
+        outcome.events.append(
+            Event("Warning", "AllocationFailed", f'Failed to allocate IP for "{key}": {e.reason}')
+        )
+        outcome.action = "allocation_failed"
+        if previous is not None and allocator.assignment(key) is None:
+            outcome.released = True
+        if current and allocator.assignment(key) is None:
+            # The IPs in status are not (or no longer) this Service's: a user must not keep reaching it there.
+            outcome.ingress = []
+            if not withdrawn:
+                message = f"clearing assignment {format_ips(current)}: {e.reason}"
+                outcome.events.append(Event("Normal", "ClearAssignment", message))
+            if POOL_ANNOTATION_OUT in annotations:
+                outcome.pool_annotation = None
+        return outcome
+
+    outcome.assignment = assignment
+    if previous is not None and tuple(previous.ips) != tuple(assignment.ips):
+        outcome.released = True
+    if tuple(assignment.ips) != current:
+        outcome.ingress = ingress_for(assignment.ips)
+        outcome.events.append(Event("Normal", "IPAllocated", f"Assigned IP {format_ips(assignment.ips)}"))
+        outcome.action = "assigned"
+    if annotations.get(POOL_ANNOTATION_OUT) != assignment.pool:
+        outcome.pool_annotation = assignment.pool
+    return outcome
+
+
+class ConfigProblem(Exception):
+    """An invalid configuration, with the object to put the Warning event on (kind, namespace, name)."""
+
+    def __init__(self, error: ConfigError, target: tuple[str, str, str] | None) -> None:
+        self.error = error
+        self.target = target
+        super().__init__(str(error))
+
+
+def object_source(kind: str, obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata") or {}
+    return f"{kind} {metadata.get('namespace', '')}/{metadata.get('name', '')}"
+
+
+def _target(kind: str, obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    metadata = obj.get("metadata") or {}
+    return kind, str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+
+
+def rebuild_config(
+    configmap: Mapping[str, Any] | None,
+    ip_address_pools: Iterable[Mapping[str, Any]],
+    l2_advertisements: Iterable[Mapping[str, Any]],
+) -> Config:
+    """Parse every source object and cross-check them; raises ConfigProblem naming the object at fault."""
+    targets: dict[str, tuple[str, str, str]] = {}
+    pools: list[Pool] = []
+    advertisements: list[L2Advertisement] = []
+    if configmap is not None:
+        source = object_source("ConfigMap", configmap)
+        targets[source] = _target("ConfigMap", configmap)
+        try:
+            pools.extend(parse_configmap(configmap.get("data"), source))
+        except ConfigError as e:
+            raise ConfigProblem(e if e.source else e.with_source(source), targets[source]) from e
+    for kind, objects in (("IPAddressPool", ip_address_pools), ("L2Advertisement", l2_advertisements)):
+        for obj in objects:
+            source = object_source(kind, obj)
+            targets[source] = _target(kind, obj)
+            try:
+                if kind == "IPAddressPool":
+                    pools.append(parse_ip_address_pool(obj))
+                else:
+                    advertisements.append(parse_l2_advertisement(obj))
+            except ConfigError as e:
+                raise ConfigProblem(e if e.source else e.with_source(source), targets[source]) from e
+    try:
+        return build_config(pools, advertisements)
+    except ConfigError as e:
+        return_target = targets.get(e.source)
+        if return_target is None:
+            # Fall back on any object whose source the message starts with, then on the ConfigMap.
+            return_target = next((t for s, t in targets.items() if e.source.startswith(s)), None)
+        raise ConfigProblem(e, return_target) from e
+
+
+def pool_status(stats: PoolStats) -> dict[str, int]:
+    """The IPAddressPool status from the allocator's numbers: assigned and available per family (int64)."""
+    cap = 2**63 - 1
+    return {
+        "assignedIPv4": min(stats.ipv4_in_use, cap),
+        "assignedIPv6": min(stats.ipv6_in_use, cap),
+        "availableIPv4": min(max(stats.ipv4_total - stats.ipv4_in_use, 0), cap),
+        "availableIPv6": min(max(stats.ipv6_total - stats.ipv6_in_use, 0), cap),
+    }
