@@ -9,6 +9,6 @@ test modules collected. Run them with:
 
 import os
 
-from lab.uml import GUEST_MARKER_ENV
+from lab.uml_job import GUEST_MARKER_ENV
 
 collect_ignore_glob = [] if os.environ.get(GUEST_MARKER_ENV) == "1" else ["test_*.py"]
