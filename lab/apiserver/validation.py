@@ -1,0 +1,164 @@
+"""Field errors worded as kube-apiserver words them (k8s.io/apimachinery/pkg/util/validation/field).
+
+Each check returns `Cause`s; `raise_invalid` turns them into the 422 Status the real server sends, including
+its `[a, b]` form when there is more than one cause.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from lab.apiserver.errors import ApiError, Cause
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+DNS1123_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
+    "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+DNS1123_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+DNS1035_LABEL_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
+    "character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for "
+    "validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+)
+
+
+def go_value(value: Any) -> str:
+    """Render a value as Go's %#v does for the simple types the messages show."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "[]string{" + ", ".join(json.dumps(v) for v in value) + "}"
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def invalid(path: str, value: Any, detail: str) -> Cause:
+    return Cause(path, f"Invalid value: {go_value(value)}: {detail}", "FieldValueInvalid")
+
+
+def required(path: str, detail: str = "") -> Cause:
+    return Cause(path, "Required value" + (f": {detail}" if detail else ""), "FieldValueRequired")
+
+
+def not_supported(path: str, value: Any, supported: Iterable[str]) -> Cause:
+    options = ", ".join(json.dumps(s) for s in sorted(supported))
+    return Cause(
+        path, f"Unsupported value: {go_value(value)}: supported values: {options}", "FieldValueNotSupported"
+    )
+
+
+def duplicate(path: str, value: Any) -> Cause:
+    return Cause(path, f"Duplicate value: {go_value(value)}", "FieldValueDuplicate")
+
+
+def forbidden(path: str, detail: str) -> Cause:
+    return Cause(path, f"Forbidden: {detail}", "FieldValueForbidden")
+
+
+def raise_invalid(kind: str, group: str, name: str, causes: list[Cause]) -> None:
+    """Raise the 422 Invalid error for `causes` (no-op when empty)."""
+    if not causes:
+        return
+    qualified = f"{kind}.{group}" if group else kind
+    rendered = [f"{c.field}: {c.message}" if c.field else c.message for c in causes]
+    detail = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
+    raise ApiError(
+        422,
+        "Invalid",
+        f'{qualified} "{name}" is invalid: {detail}',
+        kind=kind,
+        name=name,
+        group=group,
+        causes=causes,
+    )
+
+
+def check_dns1123_label(path: str, value: str) -> list[Cause]:
+    causes: list[Cause] = []
+    if len(value) > 63:
+        causes.append(invalid(path, value, "must be no more than 63 characters"))
+    if not DNS1123_LABEL.match(value):
+        causes.append(invalid(path, value, DNS1123_LABEL_MSG))
+    return causes
+
+
+def check_dns1123_subdomain(path: str, value: str) -> list[Cause]:
+    causes: list[Cause] = []
+    if len(value) > 253:
+        causes.append(invalid(path, value, "must be no more than 253 characters"))
+    if not DNS1123_SUBDOMAIN.match(value):
+        causes.append(invalid(path, value, DNS1123_SUBDOMAIN_MSG))
+    return causes
+
+
+def check_dns1035_label(path: str, value: str) -> list[Cause]:
+    causes: list[Cause] = []
+    if len(value) > 63:
+        causes.append(invalid(path, value, "must be no more than 63 characters"))
+    if not DNS1035_LABEL.match(value):
+        causes.append(invalid(path, value, DNS1035_LABEL_MSG))
+    return causes
+
+
+def check_label_map(path: str, labels: Any) -> list[Cause]:
+    """Label keys must be qualified names and values valid label values (selectors use the same rules)."""
+    if labels is None:
+        return []
+    if not isinstance(labels, dict):
+        return [invalid(path, labels, "must be a map of string keys to string values")]
+    causes: list[Cause] = []
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        if not name or len(name) > 63 or not QUALIFIED_NAME.match(name):
+            causes.append(
+                invalid(
+                    path,
+                    key,
+                    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
+                    "end with an alphanumeric character",
+                )
+            )
+        elif prefix and not DNS1123_SUBDOMAIN.match(prefix):
+            causes.append(invalid(path, key, "prefix part " + DNS1123_SUBDOMAIN_MSG))
+        if not isinstance(value, str):
+            causes.append(invalid(f"{path}[{key}]", value, "must be a string"))
+        elif len(value) > 63 or not LABEL_VALUE.match(value):
+            causes.append(
+                invalid(
+                    path,
+                    value,
+                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
+                    "or '.', and must start and end with an alphanumeric character",
+                )
+            )
+    return causes
+
+
+def parse_ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
