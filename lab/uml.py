@@ -257,6 +257,20 @@ def _parse_env(items: Sequence[str]) -> dict[str, str]:
     return env
 
 
+class _Interrupted(BaseException):
+    """SIGTERM/SIGHUP as an exception, so run_in_uml's cleanup (kill the guest, remove the job) runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    # Ignore repeats: a second signal must not cut the cleanup the first one started.
+    signal.signal(signum, signal.SIG_IGN)
+    raise _Interrupted(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if "--" in args_in:
@@ -282,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         result = run_in_uml(
             command, timeout=args.timeout, env=_parse_env(args.env), cwd=args.cwd, mem=args.mem, stream=True
@@ -294,6 +310,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UmlError as err:
         print(f"lab.uml: error: {err}", file=sys.stderr)
         return EXIT_GUEST_FAILURE
+    except _Interrupted as stop:
+        print(f"lab.uml: stopped by {signal.Signals(stop.signum).name}; guest killed", file=sys.stderr)
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        print("lab.uml: interrupted; guest killed", file=sys.stderr)
+        return 128 + signal.SIGINT
     return result.returncode
 
 

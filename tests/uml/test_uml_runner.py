@@ -117,3 +117,30 @@ def test_timeout_kills_the_guest_and_fails(tmp_path: Path) -> None:
     assert "guest timed out after 4s running sleep 60" in proc.stderr
     assert elapsed < 15
     assert_guest_gone(tmp_path)
+
+
+def test_sigterm_to_the_cli_kills_the_guest_and_removes_its_job(tmp_path: Path) -> None:
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "lab.uml", "--timeout", "60", "--", "sleep", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        # The guest's init creates <job>/stdout when it starts the command: the guest is up and busy.
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob("ironlb-uml-*/stdout")):
+            assert runner.poll() is None, runner.communicate()
+            assert time.monotonic() < deadline, "guest never started the command"
+            time.sleep(0.05)
+        runner.terminate()
+        _, stderr = runner.communicate(timeout=15)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert runner.returncode == 128 + 15, stderr
+    assert "stopped by SIGTERM; guest killed" in stderr
+    assert_guest_gone(tmp_path)
