@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from lab.apiserver import errors
+from lab.apiserver import errors, protobuf
 from lab.apiserver import patch as patching
 from lab.apiserver.api import Api
 from lab.apiserver.errors import ApiError
@@ -643,6 +643,8 @@ async def _read_body(request: web.Request) -> Any:
     try:
         if ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
             return yaml.safe_load(raw)
+        if ctype == "application/vnd.kubernetes.protobuf":
+            return protobuf.decode(raw)
         if "protobuf" in ctype or "cbor" in ctype:
             raise ApiError(415, "UnsupportedMediaType", f"the media type {ctype} is not supported")
         return json.loads(raw)
