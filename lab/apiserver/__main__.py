@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import importlib
 import logging
 import os
 import secrets
@@ -21,11 +20,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from lab.apiserver import kubeconfig, pki
+from lab.apiserver.admission import Admission
 from lab.apiserver.api import Api
 from lab.apiserver.persistence import FileJournal
 from lab.apiserver.resources import Registry
@@ -67,40 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _make_admission(args: argparse.Namespace) -> Any:
+def _make_admission(args: argparse.Namespace) -> Admission:
     low, high = (int(x) for x in args.service_node_port_range.split("-"))
-    try:
-        admission: Any = importlib.import_module("lab.apiserver.admission")
-    except ImportError:  # until the admission module lands: objects pass through unchanged
-        return _PassThroughAdmission()
-    kwargs: dict[str, Any] = {"service_cidr": args.service_cluster_ip_range, "node_port_range": (low, high)}
-    if args.service_cluster_ip_range_v6:
-        kwargs["service_cidr_v6"] = args.service_cluster_ip_range_v6
-    return admission.Admission(**kwargs)
-
-
-class _PassThroughAdmission:
-    def restore(self, objects: Any) -> None:
-        pass
-
-    def create(self, group: str, resource: str, obj: dict[str, Any], dry_run: bool) -> dict[str, Any]:
-        return obj
-
-    def update(
-        self, group: str, resource: str, old: Any, new: dict[str, Any], dry_run: bool
-    ) -> dict[str, Any]:
-        return new
-
-    def update_status(
-        self, group: str, resource: str, old: Any, new: dict[str, Any], dry_run: bool
-    ) -> dict[str, Any]:
-        return new
-
-    def deleted(self, group: str, resource: str, obj: dict[str, Any]) -> None:
-        pass
-
-    def abort_create(self, group: str, resource: str, obj: dict[str, Any]) -> None:
-        pass
+    return Admission(
+        service_cidr=args.service_cluster_ip_range,
+        node_port_range=(low, high),
+        service_cidr_v6=args.service_cluster_ip_range_v6,
+    )
 
 
 def load_tokens(data_dir: Path | None) -> dict[str, str]:
