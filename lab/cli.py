@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     exe = sub.add_parser("exec", parents=[common], help="run a command inside a node")
     exe.add_argument("node", help="node name (topology or Kubernetes node name)")
-    exe.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    exe.add_argument("cmd", nargs="*", help="-- CMD ARGS... (everything after --)")
     sub.add_parser("render-exec", parents=[common], help="print each node's containerlab exec lines")
     return parser
 
@@ -127,7 +127,7 @@ def cmd_status(lab: Lab, as_json: bool) -> int:
 
 
 def cmd_exec(lab: Lab, node_name: str, cmd: Sequence[str]) -> int:
-    command = list(cmd[1:] if cmd and cmd[0] == "--" else cmd)
+    command = list(cmd)
     if not command:
         print("exec: give a command after --", file=sys.stderr)
         return EXIT_USAGE
@@ -154,7 +154,14 @@ def cmd_render_exec(lab: Lab) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is the command for `exec`, never options of ours.
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
+    args.cmd = [*getattr(args, "cmd", []), *command]
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
