@@ -23,7 +23,10 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("cluster")
-    server = ApiServerProcess(data_dir=directory / "apiserver")
+    # A dual-stack service network, so that IPv6 and dual-stack Services are accepted.
+    server = ApiServerProcess(
+        data_dir=directory / "apiserver", extra_args=["--service-cluster-ip-range-v6", "fd00:10:96::/112"]
+    )
     server.start()
     try:
         kubectl = make_kubectl(server.kubeconfig)

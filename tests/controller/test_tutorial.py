@@ -35,7 +35,9 @@ def controller(cluster: Cluster, start_controller: StartController) -> Controlle
     return start_controller()
 
 
-def test_tutorial_service_gets_first_address_and_second_the_next(cluster: Cluster, controller: ControllerProcess):
+def test_tutorial_service_gets_first_address_and_second_the_next(
+    cluster: Cluster, controller: ControllerProcess
+):
     kubectl = cluster.kubectl
     apply(kubectl, MANIFESTS / "nginx-metallb.yaml")
     assert wait_ips(kubectl, "nginx-metallb") == ["192.168.10.90"]
@@ -58,11 +60,17 @@ def test_tutorial_service_gets_first_address_and_second_the_next(cluster: Cluste
     assert not [a for a in svc["metadata"]["annotations"] if "kopf" in a]
 
 
-def test_exhausted_pool_leaves_service_pending_until_an_ip_is_freed(cluster: Cluster, controller: ControllerProcess):
+def test_exhausted_pool_leaves_service_pending_until_an_ip_is_freed(
+    cluster: Cluster, controller: ControllerProcess
+):
     kubectl = cluster.kubectl
     for index in range(9):
         apply(kubectl, service(f"fill-{index}"))
-    wait_for("pool full", lambda: sorted(sum(all_assigned(kubectl).values(), [])) == sorted(POOL), timeout=15)
+    wait_for(
+        "pool full",
+        lambda: sorted(ip for ips in all_assigned(kubectl).values() for ip in ips) == sorted(POOL),
+        timeout=15,
+    )
 
     apply(kubectl, service("waiting"))
     event = wait_event(kubectl, "waiting", "AllocationFailed")
@@ -76,7 +84,9 @@ def test_exhausted_pool_leaves_service_pending_until_an_ip_is_freed(cluster: Clu
     wait_event(kubectl, "waiting", "IPAllocated", contains=freed[0])
 
 
-def test_type_change_away_from_load_balancer_clears_and_frees(cluster: Cluster, controller: ControllerProcess):
+def test_type_change_away_from_load_balancer_clears_and_frees(
+    cluster: Cluster, controller: ControllerProcess
+):
     kubectl = cluster.kubectl
     apply(kubectl, service("waiting-2"))
     wait_event(kubectl, "waiting-2", "AllocationFailed")
@@ -96,7 +106,8 @@ def test_type_change_away_from_load_balancer_clears_and_frees(cluster: Cluster, 
 def test_metrics(cluster: Cluster, controller: ControllerProcess):
     def current() -> dict[str, float] | None:
         samples = controller.metrics()
-        return samples if samples.get('metallb_allocator_addresses_in_use_total{pool="default"}') == 11 else None
+        in_use = samples.get('metallb_allocator_addresses_in_use_total{pool="default"}')
+        return samples if in_use == 11 else None
 
     samples = wait_for("metrics show the full pool", current)
     assert samples['metallb_allocator_addresses_total{pool="default"}'] == 11
