@@ -165,6 +165,35 @@ class Allocator:
             )
         return stats
 
+    def consistency_problems(self) -> list[str]:
+        """Internal invariants, for tests and debugging: an empty list when the bookkeeping agrees."""
+        problems = []
+        held: dict[str, dict[int, set[int]]] = {}
+        for key, assignment in self._assignments.items():
+            if key not in self._requests:
+                problems.append(f"{key}: assignment without request")
+            for ip in assignment.ips:
+                if key not in self._holders.get(ip, ()):
+                    problems.append(f"{key}: {ip} not recorded as held")
+                held.setdefault(assignment.pool, {}).setdefault(ip.version, set()).add(int(ip))
+        for ip, keys in self._holders.items():
+            if not keys or any(ip not in self._assignments[k].ips for k in keys if k in self._assignments):
+                problems.append(f"{ip}: stale holders {sorted(keys)}")
+        for name, state in self._pools.items():
+            for version, free in state.free.items():
+                in_pool = held.get(name, {}).get(version, set())
+                if state.in_use[version] != len(in_pool):
+                    problems.append(f"{name}: in_use[{version}]={state.in_use[version]}, held {len(in_pool)}")
+                if any(value in free for value in in_pool):
+                    problems.append(f"{name}: a held IPv{version} address is also free")
+                for first, last in free.intervals():
+                    ends = (_ip(version, first), _ip(version, last))
+                    if not all(any(end in r for r in state.pool.ranges) for end in ends):
+                        problems.append(f"{name}: free interval {first}-{last} outside the pool")
+                if free.count + len(in_pool) > sum(r.size for r in state.pool.ranges if r.version == version):
+                    problems.append(f"{name}: more free and held IPv{version} addresses than the pool has")
+        return problems
+
     # ------------------------------------------------------------------------------------------------ config
 
     def set_config(self, config: Config) -> list[str]:
@@ -271,6 +300,7 @@ class Allocator:
             if not isinstance(outcome, str):
                 pool_name, ips = outcome
                 ips = ips + self._top_up(request, pool_name, ips)
+                ips = tuple(sorted(ips, key=lambda ip: request.families.index(ip.version)))
                 return self._occupy(request, pool_name, ips)
         pool_name, ips = self._allocate(request)
         return self._occupy(request, pool_name, ips)

@@ -49,8 +49,9 @@ class IntervalSet:
         self._ends.append(last)
         self._count += last - first + 1
 
-    def __len__(self) -> int:
-        """Number of values (not intervals)."""
+    @property
+    def count(self) -> int:
+        """Number of values (not intervals). Not ``__len__``: len() stops at sys.maxsize, IPv6 pools don't."""
         return self._count
 
     @property

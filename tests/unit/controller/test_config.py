@@ -1,0 +1,385 @@
+"""Configuration parsing: both sources, every rule, with the exact object and field in each error."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+
+from common.errors import ConfigError
+from common.pools import AddressRange
+from controller.config import (
+    build_config,
+    parse_address_range,
+    parse_configmap,
+    parse_ip_address_pool,
+    parse_l2_advertisement,
+)
+
+CM = "ConfigMap metallb-system/config"
+
+TUTORIAL = """\
+address-pools:
+- name: default
+  protocol: layer2
+  addresses:
+  - 192.168.10.90-192.168.10.100
+"""
+
+
+def cm(text: str) -> dict[str, str]:
+    return {"config": text}
+
+
+def pool_yaml(addresses: str, extra: str = "", name: str = "a") -> str:
+    return f"address-pools:\n- name: {name}\n  protocol: layer2\n  addresses: {addresses}\n{extra}"
+
+
+def cm_error(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_configmap(cm(text), CM)
+    assert info.value.source == CM
+    return str(info.value)
+
+
+def ipap(name: str, spec: Any, namespace: str = "metallb-system", labels: Any = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if labels is not None:
+        metadata["labels"] = labels
+    return {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": metadata, "spec": spec}
+
+
+def test_tutorial_configmap() -> None:
+    (pool,) = parse_configmap(cm(TUTORIAL), CM)
+    assert pool.name == "default"
+    assert pool.protocol == "layer2"
+    assert pool.auto_assign is True
+    assert pool.avoid_buggy_ips is False
+    assert pool.source == CM
+    assert pool.ranges == (
+        AddressRange(ipaddress.IPv4Address("192.168.10.90"), ipaddress.IPv4Address("192.168.10.100")),
+    )
+    assert pool.size() == 11
+
+
+def test_missing_or_empty_config_means_no_pools() -> None:
+    assert parse_configmap(None, CM) == ()
+    assert parse_configmap({}, CM) == ()
+    assert parse_configmap(cm(""), CM) == ()
+    assert parse_configmap(cm("address-pools: []"), CM) == ()
+
+
+def test_flags_and_ipv6() -> None:
+    text = pool_yaml("[fd00::/120, 10.0.0.0/24]", "  auto-assign: false\n  avoid-buggy-ips: true\n")
+    (pool,) = parse_configmap(cm(text), CM)
+    assert pool.auto_assign is False
+    assert pool.avoid_buggy_ips is True
+    assert [r.version for r in pool.ranges] == [6, 4]
+    # avoid-buggy-ips: .0 and .255 of the /24 are not assignable.
+    assert pool.size(4) == 254
+    assert pool.size(6) == 256
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{{{", "config: invalid YAML at line 1"),
+        ("- a\n- b", "config: must be a YAML mapping, got list"),
+        ("address-pools: 5", "address-pools: must be a list, got integer"),
+        ("adress-pools: []", 'adress-pools: unknown field "adress-pools"'),
+        (pool_yaml("[10.0.0.0/24]", "  auto-asign: true\n"), "address-pools[0].auto-asign: unknown field"),
+        (
+            pool_yaml("[10.0.0.0/24]", "  auto-assign: maybe\n"),
+            "address-pools[0].auto-assign: must be a boolean",
+        ),
+        (
+            pool_yaml("[10.0.0.0/24]", "  avoid-buggy-ips: 1\n"),
+            "address-pools[0].avoid-buggy-ips: must be a boolean",
+        ),
+        (pool_yaml("10.0.0.0/24"), "address-pools[0].addresses: must be a list, got string"),
+        (pool_yaml("[]"), "address-pools[0].addresses: pool has no addresses"),
+        (pool_yaml("[10.0.0.0/24, 5]"), "address-pools[0].addresses[1]: must be a string, got integer"),
+        (
+            pool_yaml("[10.0.0.0/24, 10.0.0.9-10.0.0.1]"),
+            'address-pools[0].addresses[1]: invalid range "10.0.0.9-10.0.0.1": first > last',
+        ),
+        (
+            pool_yaml("[10.0.0.1/24]"),
+            'address-pools[0].addresses[0]: invalid CIDR "10.0.0.1/24": host bits set',
+        ),
+        (pool_yaml("[10.0.0.0/33]"), 'address-pools[0].addresses[0]: invalid CIDR "10.0.0.0/33"'),
+        (pool_yaml("[10.0.0.256/24]"), 'address-pools[0].addresses[0]: invalid CIDR "10.0.0.256/24"'),
+        (pool_yaml("[10.0.0.1]"), 'address-pools[0].addresses[0]: invalid CIDR "10.0.0.1"'),
+        (
+            pool_yaml("[10.0.0.1-fd00::1]"),
+            'address-pools[0].addresses[0]: invalid range "10.0.0.1-fd00::1": first and last are of',
+        ),
+        (
+            pool_yaml("[10.0.0.x-10.0.0.9]"),
+            'invalid range "10.0.0.x-10.0.0.9": invalid first address "10.0.0.x"',
+        ),
+        (
+            "address-pools:\n- protocol: layer2\n  addresses: [10.0.0.0/24]\n",
+            "address-pools[0].name: missing pool",
+        ),
+        (
+            "address-pools:\n- name: a\n  addresses: [10.0.0.0/24]\n",
+            "address-pools[0].protocol: missing protocol",
+        ),
+        (
+            "address-pools:\n- name: a\n  protocol: bgp\n  addresses: [10.0.0.0/24]\n",
+            'address-pools[0].protocol: protocol "bgp" is not supported: ironlb serves layer2 only',
+        ),
+        (
+            "address-pools:\n- name: a\n  protocol: layer3\n  addresses: [10.0.0.0/24]\n",
+            'address-pools[0].protocol: unknown protocol "layer3"',
+        ),
+        (
+            "address-pools:\n- name: a\n  protocol: 5\n  addresses: [10.0.0.0/24]\n",
+            "address-pools[0].protocol: must be a string",
+        ),
+        (
+            pool_yaml("[10.0.0.0/24]", "  bgp-advertisements: [{aggregation-length: 32}]\n"),
+            "address-pools[0].bgp-advertisements: bgp-advertisements are only valid for bgp pools",
+        ),
+        (
+            pool_yaml("[10.0.0.0/24]") + "- name: a\n  protocol: layer2\n  addresses: [10.1.0.0/24]\n",
+            'address-pools[1].name: duplicate definition of pool "a"',
+        ),
+        ("address-pools: [5]", "address-pools[0]: must be a mapping, got integer"),
+    ],
+)
+def test_configmap_errors_name_the_field(text: str, expected: str) -> None:
+    message = cm_error(text)
+    assert message.startswith(f"{CM}: "), message
+    assert expected in message, message
+
+
+def test_config_value_must_be_string() -> None:
+    with pytest.raises(ConfigError, match="config: must be a string"):
+        parse_configmap({"config": 5}, CM)  # type: ignore[dict-item]
+
+
+def test_bgp_sections_alone_are_accepted_and_ignored() -> None:
+    text = "peers: []\nbgp-communities: {}\n" + pool_yaml("[10.0.0.0/24]")
+    assert [p.name for p in parse_configmap(cm(text), CM)] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("text", "first", "last"),
+    [
+        ("10.0.0.7/32", "10.0.0.7", "10.0.0.7"),
+        ("fd00::7/128", "fd00::7", "fd00::7"),
+        ("10.0.0.7-10.0.0.7", "10.0.0.7", "10.0.0.7"),
+        ("10.0.0.1 - 10.0.0.5", "10.0.0.1", "10.0.0.5"),
+        ("fd00::1-fd00::ff", "fd00::1", "fd00::ff"),
+        ("10.0.0.0/24", "10.0.0.0", "10.0.0.255"),
+    ],
+)
+def test_single_addresses_and_ranges(text: str, first: str, last: str) -> None:
+    r = parse_address_range(text)
+    assert (str(r.first), str(r.last)) == (first, last)
+
+
+def test_range_rendering() -> None:
+    assert str(parse_address_range("10.0.0.0/24")) == "10.0.0.0/24"
+    assert str(parse_address_range("10.0.0.1-10.0.0.5")) == "10.0.0.1-10.0.0.5"
+
+
+def test_ip_address_pool_full() -> None:
+    pool = parse_ip_address_pool(
+        ipap(
+            "premium",
+            {
+                "addresses": ["10.0.0.0/28", "fd00::1-fd00::10"],
+                "autoAssign": False,
+                "avoidBuggyIPs": True,
+                "serviceAllocation": {
+                    "priority": 5,
+                    "namespaces": ["prod"],
+                    "namespaceSelectors": [{"matchLabels": {"team": "a"}}],
+                    "serviceSelectors": [
+                        {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["x"]}]}
+                    ],
+                },
+                "someFutureField": 1,
+            },
+            labels={"zone": "east"},
+        )
+    )
+    assert pool.name == "premium"
+    assert pool.source == "IPAddressPool metallb-system/premium"
+    assert pool.auto_assign is False
+    assert pool.avoid_buggy_ips is True
+    assert pool.labels == (("zone", "east"),)
+    allocation = pool.service_allocation
+    assert allocation is not None
+    assert allocation.priority == 5
+    assert allocation.namespaces == ("prod",)
+    assert allocation.admits("prod", {"team": "a"}, {"tier": "x"})
+    assert not allocation.admits("dev", {"team": "a"}, {"tier": "x"})
+    assert not allocation.admits("prod", {"team": "b"}, {"tier": "x"})
+    assert not allocation.admits("prod", {"team": "a"}, {"tier": "y"})
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({}, "spec.addresses: pool has no addresses"),
+        ({"addresses": []}, "spec.addresses: pool has no addresses"),
+        ({"addresses": ["10.0.0.0/24", "bogus"]}, 'spec.addresses[1]: invalid CIDR "bogus"'),
+        ({"addresses": ["10.0.0.0/24"], "autoAssign": "yes"}, "spec.autoAssign: must be a boolean"),
+        ({"addresses": ["10.0.0.0/24"], "avoidBuggyIPs": 0}, "spec.avoidBuggyIPs: must be a boolean"),
+        (
+            {"addresses": ["10.0.0.0/24"], "serviceAllocation": {"priority": "high"}},
+            "spec.serviceAllocation.priority: must be an integer, got string",
+        ),
+        (
+            {"addresses": ["10.0.0.0/24"], "serviceAllocation": {"priority": True}},
+            "spec.serviceAllocation.priority: must be an integer, got boolean",
+        ),
+        (
+            {"addresses": ["10.0.0.0/24"], "serviceAllocation": {"priority": 1.5}},
+            "spec.serviceAllocation.priority: must be an integer, got number",
+        ),
+        (
+            {"addresses": ["10.0.0.0/24"], "serviceAllocation": {"namespaces": "prod"}},
+            "spec.serviceAllocation.namespaces: must be a list",
+        ),
+        (
+            {"addresses": ["10.0.0.0/24"], "serviceAllocation": {"serviceSelectors": [{"matchLabel": {}}]}},
+            "spec.serviceAllocation.serviceSelectors[0].matchLabel: unknown field",
+        ),
+        (
+            {
+                "addresses": ["10.0.0.0/24"],
+                "serviceAllocation": {
+                    "namespaceSelectors": [{"matchExpressions": [{"key": "a", "operator": "Near"}]}]
+                },
+            },
+            "namespaceSelectors[0].matchExpressions[0].operator: unknown operator 'Near'",
+        ),
+        ("not a mapping", "spec: must be a mapping, got string"),
+    ],
+)
+def test_ip_address_pool_errors(spec: Any, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_ip_address_pool(ipap("p", spec))
+    assert str(info.value) == f"IPAddressPool metallb-system/p: {expected}" or expected in str(info.value)
+    assert str(info.value).startswith("IPAddressPool metallb-system/p: ")
+
+
+def test_ip_address_pool_without_name() -> None:
+    with pytest.raises(ConfigError, match=r"^IPAddressPool: metadata.name: missing name$"):
+        parse_ip_address_pool({"metadata": {}, "spec": {"addresses": ["10.0.0.0/24"]}})
+
+
+def test_l2_advertisement() -> None:
+    adv = parse_l2_advertisement(
+        {
+            "metadata": {"name": "l2", "namespace": "metallb-system"},
+            "spec": {
+                "ipAddressPools": ["a", "unknown-is-fine"],
+                "ipAddressPoolSelectors": [{"matchLabels": {"zone": "east"}}],
+                "nodeSelectors": [
+                    {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "Exists"}]}
+                ],
+                "interfaces": ["eth1"],
+            },
+        }
+    )
+    assert adv.name == "l2"
+    assert adv.source == "L2Advertisement metallb-system/l2"
+    assert adv.ip_address_pools == ("a", "unknown-is-fine")
+    assert adv.ip_address_pool_selectors[0].matches({"zone": "east"})
+    assert adv.node_selectors[0].matches({"kubernetes.io/hostname": "n1"})
+    assert not adv.node_selectors[0].matches({})
+    assert adv.interfaces == ("eth1",)
+    empty = parse_l2_advertisement({"metadata": {"name": "all", "namespace": "m"}})
+    assert empty.ip_address_pools == () and empty.node_selectors == ()
+    # Naming an unknown pool is allowed by build_config, as in MetalLB.
+    assert build_config((), (adv,)).l2_advertisements == (adv,)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"ipAddressPools": "a"}, "spec.ipAddressPools: must be a list"),
+        ({"ipAddressPools": [1]}, "spec.ipAddressPools[0]: must be a string"),
+        (
+            {"nodeSelectors": [{"matchLabels": {"a": 1}}]},
+            "spec.nodeSelectors[0].matchLabels[a]: must be a string",
+        ),
+        (
+            {"nodeSelectors": [{"matchLabels": {"bad key!": "x"}}]},
+            "spec.nodeSelectors[0].matchLabels: invalid label",
+        ),
+        ({"interfaces": [None]}, "spec.interfaces[0]: must be a string"),
+    ],
+)
+def test_l2_advertisement_errors(spec: Any, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_l2_advertisement({"metadata": {"name": "l2", "namespace": "m"}, "spec": spec})
+    assert str(info.value).startswith("L2Advertisement m/l2: ")
+    assert expected in str(info.value)
+
+
+def test_overlap_across_sources_names_the_later_pool() -> None:
+    cm_pools = parse_configmap(cm(pool_yaml("[10.0.0.0/24]")), CM)
+    crd = parse_ip_address_pool(ipap("b", {"addresses": ["192.168.0.0/24", "10.0.0.128/25"]}))
+    with pytest.raises(ConfigError) as info:
+        build_config((*cm_pools, crd), ())
+    assert str(info.value) == (
+        'IPAddressPool metallb-system/b: spec.addresses[1]: "10.0.0.128/25" in pool "b" overlaps with '
+        f'"10.0.0.0/24" in pool "a" (defined by {CM})'
+    )
+    with pytest.raises(ConfigError) as info:
+        build_config((crd, *cm_pools), ())
+    assert str(info.value).startswith(
+        f'{CM}: address-pools[0].addresses[0]: "10.0.0.0/24" in pool "a" overlaps'
+    )
+
+
+def test_overlap_within_configmap_and_within_a_pool() -> None:
+    text = (
+        pool_yaml("[10.0.0.0/24]") + pool_yaml("[10.1.0.0/24, 10.0.0.5-10.0.0.6]", name="b").split("\n", 1)[1]
+    )
+    with pytest.raises(
+        ConfigError, match=r"address-pools\[1\]\.addresses\[1\]: \"10.0.0.5-10.0.0.6\" in pool"
+    ):
+        build_config(parse_configmap(cm(text), CM), ())
+    with pytest.raises(
+        ConfigError, match=r"address-pools\[0\]\.addresses\[1\]: \"10.0.0.7/32\" in pool \"a\""
+    ):
+        build_config(parse_configmap(cm(pool_yaml("[10.0.0.0/24, 10.0.0.7/32]")), CM), ())
+
+
+def test_overlap_detected_behind_a_long_range() -> None:
+    # The sweep must compare with the furthest end so far, not only the previous range.
+    a = parse_ip_address_pool(ipap("a", {"addresses": ["10.0.0.0/16"]}))
+    b = parse_ip_address_pool(ipap("b", {"addresses": ["10.0.1.0/24"]}))
+    c = parse_ip_address_pool(ipap("c", {"addresses": ["10.0.200.0/24"]}))
+    with pytest.raises(ConfigError, match=r'pool "c" overlaps with "10\.0\.0\.0/16" in pool "a"'):
+        build_config((a, c), ())
+    with pytest.raises(ConfigError, match='in pool "b" overlaps'):
+        build_config((a, b, c), ())
+
+
+def test_adjacent_and_cross_family_pools_do_not_overlap() -> None:
+    a = parse_ip_address_pool(ipap("a", {"addresses": ["10.0.0.0/25", "fd00::/64"]}))
+    b = parse_ip_address_pool(ipap("b", {"addresses": ["10.0.0.128/25", "fd00:0:0:1::/64"]}))
+    config = build_config((a, b), ())
+    assert config.pool("b") is b
+    assert config.pool("zzz") is None
+
+
+def test_duplicate_names_across_sources() -> None:
+    cm_pools = parse_configmap(cm(pool_yaml("[10.0.0.0/24]")), CM)
+    crd = parse_ip_address_pool(ipap("a", {"addresses": ["10.1.0.0/24"]}))
+    with pytest.raises(ConfigError) as info:
+        build_config((*cm_pools, crd), ())
+    assert str(info.value) == (
+        "IPAddressPool metallb-system/a: metadata.name: "
+        f'duplicate definition of pool "a" (also defined by {CM})'
+    )

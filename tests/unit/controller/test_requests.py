@@ -1,0 +1,230 @@
+"""Service requests: annotations under both prefixes, spec fields, families, and their errors."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+
+from common.errors import RequestError
+from controller.requests import (
+    POOL_ANNOTATION_OUT,
+    assigned_ips,
+    ingress_for,
+    is_handled,
+    parse_service,
+)
+
+V4 = ipaddress.IPv4Address
+V6 = ipaddress.IPv6Address
+
+
+def service(annotations: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "labels": {"app": "web"},
+            "annotations": annotations or {},
+        },
+        "spec": {"type": "LoadBalancer", **spec},
+    }
+
+
+def request_error(svc: dict[str, Any]) -> str:
+    with pytest.raises(RequestError) as info:
+        parse_service(svc, {})
+    return str(info.value)
+
+
+def test_defaults() -> None:
+    request = parse_service(service(ports=[{"port": 80}], selector={"app": "web"}), {"team": "a"})
+    assert request.key == "shop/web"
+    assert request.namespace == "shop"
+    assert request.labels == (("app", "web"),)
+    assert request.namespace_labels == (("team", "a"),)
+    assert request.requested_ips == ()
+    assert request.pool is None
+    assert request.sharing_key is None
+    assert request.ports == ((80, "TCP"),)
+    assert request.external_traffic_policy == "Cluster"
+    assert request.selector == (("app", "web"),)
+    assert request.families == (4,)
+    assert request.require_all_families is False
+
+
+@pytest.mark.parametrize("prefix", ["metallb.io/", "metallb.universe.tf/"])
+def test_annotations_under_both_prefixes(prefix: str) -> None:
+    request = parse_service(
+        service(
+            {
+                f"{prefix}loadBalancerIPs": " 10.0.0.5 ,  fd00::5 ",
+                f"{prefix}address-pool": "premium",
+                f"{prefix}allow-shared-ip": "dns",
+            },
+            ipFamilyPolicy="RequireDualStack",
+            ipFamilies=["IPv4", "IPv6"],
+        ),
+        {},
+    )
+    assert request.requested_ips == (V4("10.0.0.5"), V6("fd00::5"))
+    assert request.pool == "premium"
+    assert request.sharing_key == "dns"
+    assert request.families == (4, 6)
+    assert request.require_all_families is True
+
+
+def test_same_value_under_both_prefixes_is_fine() -> None:
+    request = parse_service(
+        service({"metallb.io/address-pool": "a", "metallb.universe.tf/address-pool": " a "}), {}
+    )
+    assert request.pool == "a"
+
+
+@pytest.mark.parametrize("suffix", ["loadBalancerIPs", "address-pool", "allow-shared-ip"])
+def test_conflicting_prefixes(suffix: str) -> None:
+    value_a, value_b = ("10.0.0.1", "10.0.0.2") if suffix == "loadBalancerIPs" else ("a", "b")
+    message = request_error(
+        service({f"metallb.io/{suffix}": value_a, f"metallb.universe.tf/{suffix}": value_b})
+    )
+    assert message.startswith(f"metadata.annotations[metallb.io/{suffix}]: ")
+    assert f"conflicts with metallb.universe.tf/{suffix}" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10.0.0.1,10.0.0.2", "at most one IPv4 and one IPv6 address"),
+        ("fd00::1, fd00::2", "at most one IPv4 and one IPv6 address"),
+        ("garbage", '"garbage" is not an IP address'),
+        ("10.0.0.1,,fd00::1", "empty entry"),
+        ("10.0.0.0/24", '"10.0.0.0/24" is not an IP address'),
+    ],
+)
+def test_bad_load_balancer_ips(value: str, expected: str) -> None:
+    message = request_error(service({"metallb.io/loadBalancerIPs": value}))
+    assert message.startswith("metadata.annotations[metallb.io/loadBalancerIPs]: ")
+    assert expected in message
+
+
+def test_empty_annotation_counts_as_unset() -> None:
+    request = parse_service(service({"metallb.io/loadBalancerIPs": "  ", "metallb.io/address-pool": ""}), {})
+    assert request.requested_ips == () and request.pool is None
+
+
+def test_spec_load_balancer_ip() -> None:
+    assert parse_service(service(loadBalancerIP="10.0.0.9"), {}).requested_ips == (V4("10.0.0.9"),)
+    assert parse_service(service(loadBalancerIP=""), {}).requested_ips == ()
+    same = service({"metallb.io/loadBalancerIPs": "10.0.0.9"}, loadBalancerIP="10.0.0.9")
+    assert parse_service(same, {}).requested_ips == (V4("10.0.0.9"),)
+    message = request_error(service({"metallb.io/loadBalancerIPs": "10.0.0.8"}, loadBalancerIP="10.0.0.9"))
+    assert (
+        message.startswith("spec.loadBalancerIP: ") and "conflicts with metallb.io/loadBalancerIPs" in message
+    )
+    assert request_error(service(loadBalancerIP="nope")) == 'spec.loadBalancerIP: "nope" is not an IP address'
+
+
+@pytest.mark.parametrize(
+    ("spec", "families", "require_all"),
+    [
+        ({}, (4,), False),
+        ({"ipFamilies": ["IPv6"]}, (6,), False),
+        ({"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"]}, (6,), False),
+        ({"ipFamilyPolicy": "PreferDualStack"}, (4, 6), False),
+        ({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6"]}, (6, 4), False),
+        ({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}, (6, 4), True),
+        ({"ipFamilyPolicy": "RequireDualStack"}, (4, 6), True),
+    ],
+)
+def test_families(spec: dict[str, Any], families: tuple[int, ...], require_all: bool) -> None:
+    request = parse_service(service(**spec), {})
+    assert request.families == families
+    assert request.require_all_families is require_all
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"ipFamilyPolicy": "Sometimes"}, "spec.ipFamilyPolicy: unknown policy"),
+        ({"ipFamilies": ["IPv5"]}, "spec.ipFamilies[0]: unknown family"),
+        (
+            {"ipFamilies": ["IPv4", "IPv4"], "ipFamilyPolicy": "PreferDualStack"},
+            "spec.ipFamilies[1]: duplicate",
+        ),
+        ({"ipFamilies": ["IPv4", "IPv6"]}, "spec.ipFamilies: SingleStack allows only one family"),
+        ({"ports": [{"port": 0}]}, "spec.ports[0].port: must be an integer 1-65535"),
+        ({"ports": [{"port": "80"}]}, "spec.ports[0].port: must be an integer 1-65535"),
+        ({"ports": [{"port": 80, "protocol": "ICMP"}]}, "spec.ports[0].protocol: unknown protocol"),
+        ({"externalTrafficPolicy": "Global"}, "spec.externalTrafficPolicy: must be Cluster or Local"),
+    ],
+)
+def test_spec_errors(spec: dict[str, Any], expected: str) -> None:
+    assert expected in request_error(service(**spec))
+
+
+def test_requested_ips_must_match_families() -> None:
+    message = request_error(service({"metallb.io/loadBalancerIPs": "fd00::1"}))
+    assert message.startswith("metadata.annotations[metallb.io/loadBalancerIPs]: ")
+    assert "does not match the Service's IP families IPv4" in message
+    # RequireDualStack with one IP: MetalLB refuses too.
+    one = service({"metallb.io/loadBalancerIPs": "10.0.0.1"}, ipFamilyPolicy="RequireDualStack")
+    assert "does not match" in request_error(one)
+    # An API server that filled both families: the request must name both.
+    filled = service(
+        {"metallb.io/loadBalancerIPs": "10.0.0.1"},
+        ipFamilyPolicy="PreferDualStack",
+        ipFamilies=["IPv4", "IPv6"],
+    )
+    assert "does not match" in request_error(filled)
+    # PreferDualStack with only the primary family known: the request narrows it.
+    prefer = service({"metallb.io/loadBalancerIPs": "fd00::1"}, ipFamilyPolicy="PreferDualStack")
+    assert parse_service(prefer, {}).families == (6,)
+
+
+def test_requested_ips_follow_family_order() -> None:
+    svc = service(
+        {"metallb.io/loadBalancerIPs": "10.0.0.1,fd00::1"},
+        ipFamilyPolicy="PreferDualStack",
+        ipFamilies=["IPv6"],
+    )
+    request = parse_service(svc, {})
+    assert request.families == (6, 4)
+    assert request.requested_ips == (V6("fd00::1"), V4("10.0.0.1"))
+
+
+def test_ports_etp_selector() -> None:
+    request = parse_service(
+        service(
+            ports=[{"port": 53, "protocol": "UDP"}, {"port": 53}],
+            externalTrafficPolicy="Local",
+            selector={"b": "2", "a": "1"},
+        ),
+        {},
+    )
+    assert request.ports == ((53, "UDP"), (53, "TCP"))
+    assert request.external_traffic_policy == "Local"
+    assert request.selector == (("a", "1"), ("b", "2"))
+
+
+def test_is_handled() -> None:
+    lb = service()
+    assert is_handled(lb, None)
+    assert not is_handled(lb, "ironlb.io/lb")
+    assert not is_handled(service(), "x") and not is_handled({"spec": {"type": "ClusterIP"}}, None)
+    classed = service(loadBalancerClass="ironlb.io/lb")
+    assert is_handled(classed, "ironlb.io/lb")
+    assert not is_handled(classed, None)
+    assert not is_handled(service(loadBalancerClass="other"), "ironlb.io/lb")
+    assert not is_handled({}, None)
+
+
+def test_ingress_and_assigned_ips() -> None:
+    ips = (V4("192.168.10.90"), V6("fd00::1"))
+    ingress = ingress_for(ips)
+    assert ingress == [{"ip": "192.168.10.90", "ipMode": "VIP"}, {"ip": "fd00::1", "ipMode": "VIP"}]
+    svc = {"status": {"loadBalancer": {"ingress": [*ingress, {"hostname": "x"}, {"ip": "junk"}, ingress[0]]}}}
+    assert assigned_ips(svc) == ips
+    assert assigned_ips({}) == ()
+    assert assigned_ips({"status": {"loadBalancer": {"ingress": "nope"}}}) == ()
+    assert POOL_ANNOTATION_OUT == "metallb.io/ip-allocated-from-pool"
