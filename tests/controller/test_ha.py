@@ -1,0 +1,85 @@
+"""Two replicas: one Lease holder assigns, the other waits and takes over; never a double assignment."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.controller.conftest import Cluster, StartController
+from tests.controller.helpers import all_assigned, apply, configmap, get_json, service, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+POOLS = """
+address-pools:
+- name: ha
+  protocol: layer2
+  addresses: [192.168.80.0/26]
+"""
+
+
+def no_duplicates(assigned: dict[str, list[str]]) -> None:
+    ips = [ip for ips in assigned.values() for ip in ips]
+    assert len(ips) == len(set(ips)), f"an IP was given twice: {assigned}"
+
+
+def served(cluster: Cluster, at_least: int) -> dict[str, list[str]] | None:
+    assigned = all_assigned(cluster.kubectl)
+    return assigned if len(assigned) >= at_least else None
+
+
+def reporters(cluster: Cluster) -> set[str]:
+    listing = get_json(cluster.kubectl, "events", "-n", "default") or {"items": []}
+    return {e.get("reportingInstance") for e in listing["items"] if e.get("reason") == "IPAllocated"}
+
+
+def test_two_replicas_never_double_assign_and_fail_over(cluster: Cluster, start_controller: StartController):
+    kubectl = cluster.kubectl
+    apply(kubectl, configmap(POOLS))
+    # Both race for the Lease from the start.
+    first = start_controller("--identity", "replica-a", wait_started=False)
+    second = start_controller("--identity", "replica-b", wait_started=False)
+    wait_for("a leader", lambda: "event=started" in first.log() + second.log())
+    leader, standby = (first, second) if "event=started" in first.log() else (second, first)
+    leader_id = "replica-a" if leader is first else "replica-b"
+    standby_id = "replica-b" if leader is first else "replica-a"
+
+    for index in range(20):
+        apply(kubectl, service(f"ha-{index}"))
+    assigned = wait_for("20 Services served", lambda: served(cluster, 20))
+    no_duplicates(assigned)
+    assert "event=started" not in standby.log()
+    assert "event=leader_waiting" in standby.log()
+    wait_for("events posted", lambda: reporters(cluster) == {leader_id})
+
+    leader.kill()  # no clean hand-over: the standby must wait for the lease to expire
+    killed_at = time.monotonic()
+    standby.wait_started(timeout=15)
+    took_over = time.monotonic() - killed_at
+    assert took_over < 10, f"takeover took {took_over:.1f}s"
+    for index in range(20, 25):
+        apply(kubectl, service(f"ha-{index}"))
+    after = wait_for("25 Services served", lambda: served(cluster, 25))
+    no_duplicates(after)
+    assert {key: after[key] for key in assigned} == assigned, "the new leader moved an IP"
+    wait_for("new leader's events", lambda: standby_id in reporters(cluster))
+    standby.stop()
+
+
+def test_clean_shutdown_hands_the_lease_over_at_once(cluster: Cluster, start_controller: StartController):
+    kubectl = cluster.kubectl
+    leader = start_controller("--identity", "replica-c")
+    standby = start_controller("--identity", "replica-d", wait_started=False)
+    wait_for("standby waiting", lambda: "event=leader_waiting" in standby.log())
+    before = all_assigned(kubectl)
+    leader.stop()  # SIGTERM: kopf's cleanup releases the Lease
+    stopped_at = time.monotonic()
+    standby.wait_started(timeout=15)
+    # The lease duration is 3 s; a released lease is taken at the next retry (0.3 s).
+    assert time.monotonic() - stopped_at < 2.5
+    assert "event=leader_released" in leader.log()
+    apply(kubectl, service("after-handover"))
+    after = wait_for("after-handover served", lambda: served(cluster, len(before) + 1))
+    no_duplicates(after)
+    assert {key: after[key] for key in before} == before
