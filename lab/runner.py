@@ -133,9 +133,19 @@ def _existing(path: Path) -> str | None:
     return str(path) if path.exists() else None
 
 
+def _runnable(module: str) -> bool:
+    """Whether `python -m module` can run: a module, or a package with a __main__."""
+    spec = importlib.util.find_spec(module)
+    if spec is None:
+        return False
+    if spec.submodule_search_locations is not None:
+        return importlib.util.find_spec(f"{module}.__main__") is not None
+    return True
+
+
 def kube_entry_points_missing() -> list[str]:
     modules = ("lab.apiserver", "lab.kubelet", "lab.controllers")
-    return [m for m in modules if importlib.util.find_spec(m) is None]
+    return [m for m in modules if not _runnable(m)]
 
 
 @contextlib.contextmanager
