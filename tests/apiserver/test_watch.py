@@ -1,0 +1,118 @@
+"""Watch semantics: ordering, resume from a resourceVersion, selector transitions, bookmarks, 410."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.apiserver.process import ApiServerProcess
+from tests.apiserver.rest import Rest, configmap
+
+CMS = "/api/v1/namespaces/default/configmaps"
+
+
+@pytest.fixture
+def tuned(tmp_path: Path) -> Iterator[Rest]:
+    """A server with fast bookmarks and a tiny history window."""
+    server = ApiServerProcess(
+        tmp_path / "srv", extra_args=["--watch-bookmark-interval", "0.3", "--history-size", "5"]
+    )
+    server.start()
+    client = Rest(server.kubeconfig)
+    try:
+        yield client
+    finally:
+        client.close()
+        server.stop()
+
+
+def summary(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["type"], e["object"]["metadata"].get("name", "")) for e in events]
+
+
+def test_watch_from_resource_version_is_ordered_and_resumable(rest: Rest) -> None:
+    start = rest.ok("POST", CMS, configmap("a"))["metadata"]["resourceVersion"]
+    rest.ok("POST", CMS, configmap("b"))
+    mid = rest.ok("PATCH", f"{CMS}/a", {"data": {"k": "v"}}, content_type="application/merge-patch+json")
+    rest.ok("DELETE", f"{CMS}/b")
+    events = list(rest.watch(CMS, resourceVersion=start, timeoutSeconds="1"))
+    assert summary(events) == [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert rvs == sorted(rvs) and len(set(rvs)) == len(rvs) and rvs[0] > int(start)
+    resumed = list(rest.watch(CMS, resourceVersion=mid["metadata"]["resourceVersion"], timeoutSeconds="1"))
+    assert summary(resumed) == [("DELETED", "b")]
+
+
+def test_watch_without_version_lists_first_then_streams_live(rest: Rest) -> None:
+    rest.ok("POST", CMS, configmap("old"))
+    received: list[dict[str, Any]] = []
+
+    def consume() -> None:
+        received.extend(rest.watch(CMS, timeoutSeconds="2"))
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    time.sleep(0.5)
+    rest.ok("POST", CMS, configmap("new"))
+    thread.join(10)
+    assert summary(received) == [("ADDED", "old"), ("ADDED", "new")]
+
+
+def test_selector_watch_sees_objects_enter_and_leave(rest: Rest) -> None:
+    start = rest.ok("POST", CMS, configmap("x", labels={"team": "a"}))["metadata"]["resourceVersion"]
+    patch = "application/merge-patch+json"
+    rest.ok("PATCH", f"{CMS}/x", {"metadata": {"labels": {"team": "b"}}}, content_type=patch)
+    rest.ok("PATCH", f"{CMS}/x", {"metadata": {"labels": {"team": "a"}}}, content_type=patch)
+    rest.ok("PATCH", f"{CMS}/x", {"data": {"k": "v"}}, content_type=patch)
+    events = list(rest.watch(CMS, resourceVersion=start, labelSelector="team=a", timeoutSeconds="1"))
+    assert summary(events) == [("DELETED", "x"), ("ADDED", "x"), ("MODIFIED", "x")]
+    named = list(rest.watch(f"{CMS}", fieldSelector="metadata.name=nothere", timeoutSeconds="1"))
+    assert named == []
+
+
+def test_timeout_seconds_closes_the_stream(rest: Rest) -> None:
+    began = time.monotonic()
+    assert list(rest.watch(CMS, timeoutSeconds="1", resourceVersion="1")) == []
+    assert 0.8 < time.monotonic() - began < 5
+
+
+def test_bookmarks(tuned: Rest) -> None:
+    rv = tuned.ok("POST", CMS, configmap("a"))["metadata"]["resourceVersion"]
+    events = list(tuned.watch(CMS, resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds="1"))
+    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+    assert len(bookmarks) >= 2
+    assert bookmarks[0]["object"]["kind"] == "ConfigMap"
+    assert int(bookmarks[-1]["object"]["metadata"]["resourceVersion"]) >= int(rv)
+    initial = list(
+        tuned.watch(
+            CMS,
+            sendInitialEvents="true",
+            allowWatchBookmarks="true",
+            timeoutSeconds="1",
+            resourceVersionMatch="NotOlderThan",
+        )
+    )
+    assert initial[0]["type"] == "ADDED"
+    assert initial[1]["type"] == "BOOKMARK"
+    assert initial[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_too_old_resource_version_gives_410(tuned: Rest) -> None:
+    first = tuned.ok("POST", CMS, configmap("c0"))["metadata"]["resourceVersion"]
+    for i in range(1, 10):
+        tuned.ok("POST", CMS, configmap(f"c{i}"))
+    events = list(tuned.watch(CMS, resourceVersion=first, timeoutSeconds="1"))
+    assert len(events) == 1 and events[0]["type"] == "ERROR"
+    status = events[0]["object"]
+    assert status["kind"] == "Status" and status["code"] == 410 and status["reason"] == "Expired"
+    assert status["message"].startswith(f"too old resource version: {first} (")
+    exact = tuned.request("GET", CMS, resourceVersion=first, resourceVersionMatch="Exact")
+    assert exact.status_code == 410
+    # A recent version is still in the window.
+    latest = tuned.ok("GET", CMS)["metadata"]["resourceVersion"]
+    assert list(tuned.watch(CMS, resourceVersion=latest, timeoutSeconds="1")) == []
