@@ -1,0 +1,165 @@
+"""The kernel side of a lab pod: its network namespace, veth into the node's pod bridge, addresses, routes,
+and the echo server process inside it. Thin: every call is one `ip` command or one process operation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.ipam import PodAddresses
+
+log = logging.getLogger("lab.pods")
+
+NETNS_DIR = Path("/run/netns")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class PodNetworkError(RuntimeError):
+    """An `ip` command that failed while building a pod's network; the message has its stderr."""
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if check and result.returncode != 0:
+        raise PodNetworkError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def netns_exists(name: str) -> bool:
+    return (NETNS_DIR / name).exists()
+
+
+def list_netns(prefix: str) -> list[str]:
+    if not NETNS_DIR.is_dir():
+        return []
+    return sorted(entry.name for entry in NETNS_DIR.iterdir() if entry.name.startswith(prefix))
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    node_netns: str
+    bridge: str
+    netns: str
+    host_veth: str
+    addresses: PodAddresses
+    gateway4: str
+    gateway6: str | None
+
+
+def setup_network(net: PodNetwork) -> None:
+    """Build the pod's netns; on failure whatever was made is removed again."""
+    try:
+        ip("netns", "add", net.netns)
+        ip(
+            "-n",
+            net.node_netns,
+            "link",
+            "add",
+            net.host_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            net.netns,
+        )
+        ip("-n", net.node_netns, "link", "set", net.host_veth, "master", net.bridge, "up")
+        ip("-n", net.netns, "link", "set", "lo", "up")
+        ip("-n", net.netns, "addr", "add", f"{net.addresses.ipv4}/{net.addresses.prefix4}", "dev", "eth0")
+        if net.addresses.ipv6 and net.gateway6:
+            # nodad: the address is ours by allocation, and waiting for DAD would delay readiness by seconds.
+            ip(
+                "-n",
+                net.netns,
+                "addr",
+                "add",
+                f"{net.addresses.ipv6}/{net.addresses.prefix6}",
+                "dev",
+                "eth0",
+                "nodad",
+            )
+        ip("-n", net.netns, "link", "set", "eth0", "up")
+        ip("-n", net.netns, "route", "add", "default", "via", net.gateway4, "dev", "eth0")
+        if net.addresses.ipv6 and net.gateway6:
+            ip("-n", net.netns, "-6", "route", "add", "default", "via", net.gateway6, "dev", "eth0")
+    except PodNetworkError:
+        teardown_network(net.node_netns, net.netns, net.host_veth)
+        raise
+
+
+def teardown_network(node_netns: str, netns: str, veth: str) -> None:
+    """Remove the pod's netns and veth (idempotent). Kill its processes first, or the netns lingers."""
+    if netns_exists(node_netns):
+        ip("-n", node_netns, "link", "del", veth, check=False)
+    if netns_exists(netns):
+        ip("netns", "del", netns, check=False)
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs whose command line contains `marker` (the pod's netns name is on the echo server's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+def pid_alive(pid: int, marker: str) -> bool:
+    """Whether `pid` still runs and is still our process (its cmdline has `marker`), not a zombie."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return marker in cmdline and state != "Z"
+
+
+def kill_processes(marker: str, timeout: float = 3.0) -> None:
+    pids = processes_with(marker)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if pid_alive(pid, marker)]
+        time.sleep(0.05)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def start_echo_server(
+    netns: str, pod_name: str, tcp: tuple[int, ...], udp: tuple[int, ...], ready_file: Path, log_file: Path
+) -> subprocess.Popen[bytes]:
+    ready_file.unlink(missing_ok=True)
+    cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "lab.echoserver", "--name", pod_name]
+    for port in tcp:
+        cmd += ["--tcp", str(port)]
+    for port in udp:
+        cmd += ["--udp", str(port)]
+    cmd += ["--ready-file", str(ready_file), "--pod-netns", netns]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as out:
+        # Own session: a Ctrl-C on the kubelet's terminal must not kill pods behind its back.
+        return subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+        )
