@@ -211,6 +211,8 @@ class Api:
             meta.pop("generation", None)
         if rt.reset_status_on_create:
             obj.pop("status", None)
+        if rt.custom:
+            obj = apply_schema_defaults(rt.schema, obj)
         obj = self.admission.create(rt.group, rt.plural, obj, dry_run)
         if rt.key == CRD_KEY:
             obj = self._crd_prepare(obj)
@@ -343,6 +345,8 @@ class Api:
                     new["status"] = old["status"]
                 else:
                     new.pop("status", None)
+            if rt.custom:
+                new = apply_schema_defaults(rt.schema, new)
             if rt.has_generation and _spec_part(new) != _spec_part(old):
                 meta["generation"] = int(old_meta.get("generation", 1)) + 1
             result = self.admission.update(rt.group, rt.plural, old, new, dry_run)
@@ -649,6 +653,28 @@ class Api:
             "storedVersions": stored,
         }
         return crd
+
+
+def apply_schema_defaults(schema: dict[str, Any] | None, value: Any) -> Any:
+    """Fill in the `default`s of a CRD's structural schema where the object leaves the field out, as the
+    real server does on create and update (nested objects and array items included)."""
+    if not schema:
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key, prop in props.items():
+            if key not in value and isinstance(prop, dict) and "default" in prop:
+                value[key] = copy.deepcopy(prop["default"])
+            if key in value:
+                value[key] = apply_schema_defaults(prop, value[key])
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in value:
+                if key not in props:
+                    value[key] = apply_schema_defaults(extra, value[key])
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_schema_defaults(schema["items"], item) for item in value]
+    return value
 
 
 def _okey(obj: Obj) -> tuple[str, str]:
