@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from lab import network
 from lab.network import NetworkError
 from lab.runner import DEFAULT_TOPOLOGY, Lab, LabError, LabInterrupted, default_state_root
 from lab.supervisor import SupervisorError
@@ -137,6 +138,9 @@ def cmd_exec(lab: Lab, node_name: str, cmd: Sequence[str]) -> int:
         names = ", ".join(n.name for n in lab.plan.nodes)
         print(f"exec: no node {node_name!r} in lab {lab.plan.name} (nodes: {names})", file=sys.stderr)
         return EXIT_USAGE
+    if node.netns not in network.list_netns(lab.plan.prefix):
+        print(f"exec: lab {lab.plan.name} is not up (no netns {node.netns})", file=sys.stderr)
+        return EXIT_DOWN
     env = dict(os.environ)
     # kubectl and python of this venv work inside the node too.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])

@@ -39,6 +39,7 @@ from lab.topology import (
     LabNode,
     LabPlan,
     Topology,
+    is_valid_prefix,
     plan_lab,
 )
 
@@ -335,12 +336,23 @@ class Lab:
         # Kubelets first (they tear their pods down), then the controllers, then the API server.
         stopped = self.supervisor.stop([kubelets, ["controllers"], ["apiserver"]], grace=grace)
         removed += [f"pid {pid}" for pid in stopped]
+        prefixes = [self.plan.prefix]
+        recorded_prefix = (self.read_state() or {}).get("prefix")
+        if (
+            isinstance(recorded_prefix, str)
+            and is_valid_prefix(recorded_prefix)
+            and recorded_prefix != self.plan.prefix
+        ):
+            # The file's prefix changed since `up`: what that run built still carries the old one.
+            prefixes.append(recorded_prefix)
         marker = str(self.paths.state_dir) + os.sep
         strays = signal_and_wait(find_marked_processes([marker]), grace=2.0)
-        strays += signal_and_wait(network.lab_process_ids(self.plan.prefix), grace=2.0)
+        for prefix in prefixes:
+            strays += signal_and_wait(network.lab_process_ids(prefix), grace=2.0)
         removed += [f"pid {pid}" for pid in strays]
         self.supervisor.reap()
-        removed += network.destroy(self.plan.prefix)
+        for prefix in prefixes:
+            removed += network.destroy(prefix)
         if self.paths.state_dir.exists():
             shutil.rmtree(self.paths.state_dir)
             removed.append(str(self.paths.state_dir))

@@ -71,6 +71,10 @@ _K8S_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 _SUPPORTED_KINDS = ("linux", "bridge")
 
 
+def is_valid_prefix(prefix: str) -> bool:
+    return bool(_PREFIX_RE.match(prefix))
+
+
 class TopologyError(ValueError):
     """A topology file the netns runner cannot build; the message names the file and the field."""
 

@@ -234,6 +234,8 @@ def test_cli_up_status_exec_down(tmp_path: Path, lab_factory: LabFactory):
     assert bad.returncode == 2 and "no node 'nosuch'" in bad.stderr
     assert lab_cli("down", *common).returncode == 0
     assert lab_cli("status", *common).returncode == 3
+    gone = lab_cli("exec", "node1", *common, "--", "true")
+    assert gone.returncode == 3 and "is not up" in gone.stderr
     assert lab_leftovers(lab) == []
     assert lab_cli("down", *common).returncode == 0
 
