@@ -38,15 +38,28 @@ EXIT_DOWN = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY, help="containerlab topology file")
-    common.add_argument("--state-root", type=Path, default=None, help="where lab state lives")
-    common.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    def common_options(defaults: bool) -> argparse.ArgumentParser:
+        # The options work before and after the subcommand; only the top level sets defaults, so a
+        # subcommand's default never overwrites a value given before it.
+        def default(value: object) -> object:
+            return value if defaults else argparse.SUPPRESS
+
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument(
+            "--topology", type=Path, default=default(DEFAULT_TOPOLOGY), help="containerlab topology file"
+        )
+        common.add_argument("--state-root", type=Path, default=default(None), help="where lab state lives")
+        common.add_argument(
+            "-v", "--verbose", action="store_true", default=default(False), help="log every step"
+        )
+        return common
+
+    common = common_options(defaults=False)
     parser = argparse.ArgumentParser(
         prog="python -m lab",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+        parents=[common_options(defaults=True)],
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", parents=[common], help="build and start the lab")
