@@ -121,6 +121,8 @@ def _parse_configmap_pool(obj: Any, field: str) -> Pool:
     name = pool.get("name")
     if name is None or name == "":
         raise ConfigError(f"{field}.name", "missing pool name")
+    if isinstance(name, int) and not isinstance(name, bool):
+        name = str(name)  # Go's yaml decodes a bare number into the string field
     name = _expect_str(name, f"{field}.name")
     protocol = pool.get("protocol")
     if protocol is None or protocol == "":
@@ -145,6 +147,22 @@ def _parse_configmap_pool(obj: Any, field: str) -> Pool:
     )
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key repeated in one mapping, as Go's yaml.UnmarshalStrict does (PyYAML would
+    silently keep the last value, hiding e.g. a second ``addresses`` list)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} in a mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
@@ -161,7 +179,7 @@ def parse_configmap(data: Mapping[str, str] | None, source: str) -> tuple[Pool, 
         if not isinstance(text, str):
             raise ConfigError(CONFIGMAP_KEY, f"must be a string, got {_type_name(text)}")
         try:
-            document = yaml.safe_load(text)
+            document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
         except yaml.YAMLError as exc:
             raise ConfigError(CONFIGMAP_KEY, _yaml_problem(exc)) from None
         if document is None:

@@ -383,3 +383,13 @@ def test_duplicate_names_across_sources() -> None:
         "IPAddressPool metallb-system/a: metadata.name: "
         f'duplicate definition of pool "a" (also defined by {CM})'
     )
+
+
+def test_duplicate_yaml_keys_are_rejected_like_go_strict_unmarshal() -> None:
+    text = pool_yaml("[10.0.0.0/24]", "  addresses: [10.1.0.0/24]\n")
+    assert "config: invalid YAML at line 5, column 3: duplicate key 'addresses'" in cm_error(text)
+
+
+def test_numeric_pool_name_is_a_string_as_in_go() -> None:
+    (pool,) = parse_configmap(cm(pool_yaml("[10.0.0.0/24]", name="2024")), CM)
+    assert pool.name == "2024"
