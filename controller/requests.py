@@ -136,8 +136,10 @@ def _string_map(value: Any, field: str) -> tuple[tuple[str, str], ...]:
 def _families(spec: Mapping[str, Any]) -> tuple[tuple[int, ...], bool, bool]:
     """(families, require_all, explicit_dual): from spec.ipFamilies and spec.ipFamilyPolicy.
 
-    The API server fills ipFamilies; without it a Service is IPv4. PreferDualStack and RequireDualStack with a
-    single listed family add the other one (the "secondary" family), as a dual-stack API server would.
+    The API server fills ipFamilies with the families the cluster gives the Service (PreferDualStack in a
+    single-stack cluster lists one), so when present it is followed, as MetalLB does. Without it (an object
+    not written by an API server) a Service is IPv4, and dual-stack policies ask for IPv4 and IPv6.
+    RequireDualStack listing one family gets the other added (an API server would have rejected it).
     """
     policy = spec.get("ipFamilyPolicy") or "SingleStack"
     if policy not in _POLICIES:
@@ -161,8 +163,8 @@ def _families(spec: Mapping[str, Any]) -> tuple[tuple[int, ...], bool, bool]:
         return (tuple(listed) or (4,)), False, False
     explicit_dual = len(listed) == 2
     if not listed:
-        listed = [4]
-    if len(listed) == 1:
+        listed = [4, 6]
+    elif len(listed) == 1 and policy == "RequireDualStack":
         listed.append(6 if listed[0] == 4 else 4)
     return tuple(listed), policy == "RequireDualStack", explicit_dual
 

@@ -132,7 +132,10 @@ def test_spec_load_balancer_ip() -> None:
         ({"ipFamilies": ["IPv6"]}, (6,), False),
         ({"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"]}, (6,), False),
         ({"ipFamilyPolicy": "PreferDualStack"}, (4, 6), False),
-        ({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6"]}, (6, 4), False),
+        # Filled by a single-stack API server: followed, as MetalLB does.
+        ({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6"]}, (6,), False),
+        ({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6", "IPv4"]}, (6, 4), False),
+        ({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6"]}, (6, 4), True),
         ({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}, (6, 4), True),
         ({"ipFamilyPolicy": "RequireDualStack"}, (4, 6), True),
     ],
@@ -186,7 +189,7 @@ def test_requested_ips_follow_family_order() -> None:
     svc = service(
         {"metallb.io/loadBalancerIPs": "10.0.0.1,fd00::1"},
         ipFamilyPolicy="PreferDualStack",
-        ipFamilies=["IPv6"],
+        ipFamilies=["IPv6", "IPv4"],
     )
     request = parse_service(svc, {})
     assert request.families == (6, 4)
