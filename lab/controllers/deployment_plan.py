@@ -184,9 +184,16 @@ def plan(
     def current(pod: Mapping[str, Any]) -> bool:
         return (pod["metadata"].get("labels") or {}).get(HASH_LABEL) == tmpl_hash
 
+    candidates = scheduling.candidate_nodes(nodes, spec["template"]["spec"])
     active = [p for p in pods if podstate.is_active(p)]
     finished = [p for p in pods if podstate.is_finished(p) and not podstate.is_terminating(p)]
     result.delete.extend(p["metadata"]["name"] for p in finished)
+    if candidates and not spec.get("paused"):
+        # Pods made while no node was Ready: there is no binding step in the lab, so replace them by
+        # scheduled ones now that a node fits.
+        unscheduled = [p for p in active if not (p.get("spec") or {}).get("nodeName")]
+        result.delete.extend(p["metadata"]["name"] for p in unscheduled)
+        active = [p for p in active if p not in unscheduled]
     new = [p for p in active if current(p)]
     old = [p for p in active if not current(p)]
     recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
@@ -197,9 +204,7 @@ def plan(
             result.delete.extend(p["metadata"]["name"] for p in old)
         else:
             if len(new) < replicas:
-                nodes_for = scheduling.spread(
-                    replicas - len(new), scheduling.candidate_nodes(nodes, spec["template"]["spec"]), counts
-                )
+                nodes_for = scheduling.spread(replicas - len(new), candidates, counts)
                 for node in nodes_for:
                     result.create.append(pod_manifest(deploy, tmpl_hash, node, suffix()))
                     if node:

@@ -67,9 +67,15 @@ def test_creates_named_scheduled_owned_pods_spread_over_nodes() -> None:
     assert result.status["unavailableReplicas"] == 3
 
 
-def test_no_ready_node_leaves_pods_unscheduled() -> None:
-    result = dp.plan(deployment(1), [], [node("node1", ready=False)], {}, NOW, suffixes())
+def test_no_ready_node_leaves_pods_unscheduled_until_a_node_is_ready() -> None:
+    d = deployment(1)
+    result = dp.plan(d, [], [node("node1", ready=False)], {}, NOW, suffixes())
     assert len(result.create) == 1 and "nodeName" not in result.create[0]["spec"]
+    unscheduled = owned("u", dp.template_hash(d), node_name=None, ready=False)
+    assert dp.plan(d, [unscheduled], [node("node1", ready=False)], {}, NOW, suffixes()).create == []
+    later = dp.plan(d, [unscheduled], NODES, {}, NOW, suffixes())
+    assert later.delete == ["u"]
+    assert [p["spec"]["nodeName"] for p in later.create] == ["node1"]
 
 
 def test_steady_state_reports_two_of_two_available() -> None:

@@ -1,0 +1,133 @@
+"""`python -m lab.controllers --kubeconfig K`: the lab's controller-manager (Deployments, EndpointSlices).
+
+Informers keep caches of Deployments, Pods, Services, Nodes, EndpointSlices and Endpoints; any relevant change
+wakes the main loop, which runs both controllers over the whole (small) lab. Level-triggered: every pass
+recomputes the desired state from the caches, so a missed or repeated event cannot leave things wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lab.controllers import scheduling
+from lab.controllers.deployments import DeploymentController
+from lab.controllers.endpointslices import EndpointSliceController
+from lab.kubeclient import Informer, Kube, Obj
+
+log = logging.getLogger("lab.controllers")
+
+RESYNC_SECONDS = 10.0
+SETTLE_SECONDS = 0.5
+COALESCE_SECONDS = 0.05
+
+
+def node_fingerprint(node: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a Node matters to the controllers; heartbeats alone must not wake them."""
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    return (
+        scheduling.node_is_ready(node),
+        bool(spec.get("unschedulable")),
+        repr(spec.get("taints") or []),
+        repr(sorted((meta.get("labels") or {}).items())),
+    )
+
+
+class ControllerManager:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._node_prints: dict[str, tuple[Any, ...]] = {}
+        self.deployments = Informer(kube, "/apis/apps/v1/deployments", self._changed)
+        self.pods = Informer(kube, "/api/v1/pods", self._changed)
+        self.services = Informer(kube, "/api/v1/services", self._changed)
+        self.nodes = Informer(kube, "/api/v1/nodes", self._node_changed)
+        self.endpoint_slices = Informer(kube, "/apis/discovery.k8s.io/v1/endpointslices", self._changed)
+        self.endpoints = Informer(kube, "/api/v1/endpoints", self._changed)
+        self.informers = [
+            self.deployments, self.pods, self.services, self.nodes, self.endpoint_slices, self.endpoints,
+        ]  # fmt: skip
+        self.deployment_controller = DeploymentController(kube, self.deployments, self.pods, self.nodes)
+        self.slice_controller = EndpointSliceController(
+            kube, self.services, self.pods, self.nodes, self.endpoint_slices, self.endpoints
+        )
+
+    def _changed(self, kind: str, obj: Obj) -> None:
+        self.wake.set()
+
+    def _node_changed(self, kind: str, obj: Obj) -> None:
+        name = str(obj["metadata"]["name"])
+        fingerprint = None if kind == "DELETED" else node_fingerprint(obj)
+        if self._node_prints.get(name) != fingerprint:
+            if fingerprint is None:
+                self._node_prints.pop(name, None)
+            else:
+                self._node_prints[name] = fingerprint
+            self.wake.set()
+
+    def _stop(self, *_: object) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        for informer in self.informers:
+            informer.start()
+        for informer in self.informers:
+            while not informer.synced.wait(0.5):
+                if self.stopping.is_set():
+                    return 0
+        log.info("event=started")
+        again = True
+        while not self.stopping.is_set():
+            self.wake.wait(SETTLE_SECONDS if again else RESYNC_SECONDS)
+            if self.stopping.is_set():
+                break
+            # Let a burst of related events land first (a Service and its slices deleted together), so a pass
+            # does not act on half of it.
+            self.stopping.wait(COALESCE_SECONDS)
+            self.wake.clear()
+            again = False
+            for name, controller in (
+                ("deployments", self.deployment_controller),
+                ("endpointslices", self.slice_controller),
+            ):
+                try:
+                    again |= controller.sync_all()
+                except Exception as exc:  # a bug or an API outage must not end the controller-manager
+                    log.exception("event=pass_failed controller=%s error=%r", name, exc)
+                    again = True
+        for informer in self.informers:
+            informer.stop()
+        log.info("event=stopped")
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.controllers", description=(__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    kube = Kube(args.kubeconfig)
+    try:
+        return ControllerManager(kube).run()
+    finally:
+        kube.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

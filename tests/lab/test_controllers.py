@@ -1,0 +1,215 @@
+"""The controllers with kubelets on two netns nodes, driven by the tutorial's YAML via real kubectl (root)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import pods as podnet
+from lab.apiserver.process import ApiServerProcess
+from tests.lab.kubelet_fixtures import (
+    NetnsLab,
+    Proc,
+    StartKubelet,
+    curl_in,
+    get_json,
+    start_kubelet_fixture,  # noqa: F401  (fixture)
+    test_lab_fixture,  # noqa: F401  (fixture)
+    wait_for,
+)
+
+pytestmark = pytest.mark.root
+
+TUTORIAL = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx-server1
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+     metadata:
+       labels:
+         app: nginx
+     spec:
+       containers:
+       - name: nginx-smart
+         image: nginx:1.15-alpine
+         imagePullPolicy: IfNotPresent
+         ports:
+         - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nginx-svc
+spec:
+  type: ClusterIP
+  ports:
+  - protocol: TCP
+    port: 80
+    targetPort: 80
+  selector:
+    app: nginx
+"""
+
+
+@pytest.fixture
+def controllers(apiserver: ApiServerProcess, tmp_path: Path) -> Iterator[Proc]:
+    proc = Proc(
+        [sys.executable, "-m", "lab.controllers", "--kubeconfig", str(apiserver.kubeconfig)],
+        tmp_path / "controllers.log",
+    )
+    try:
+        yield proc
+    finally:
+        try:
+            proc.stop()
+        except AssertionError:
+            pass
+
+
+def ready_pods(kubectl, count: int) -> list[dict[str, Any]] | None:
+    pods = get_json(kubectl, "pods", "-l", "app=nginx")
+    if not pods:
+        return None
+    items = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+    ready = [
+        p for p in items
+        if p.get("status", {}).get("podIP")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    ]  # fmt: skip
+    return ready if len(items) == count and len(ready) == count else None
+
+
+def slice_of(kubectl, service: str) -> list[dict[str, Any]]:
+    slices = get_json(kubectl, "endpointslices", "-l", f"kubernetes.io/service-name={service}")
+    return slices["items"] if slices else []
+
+
+def slice_ips(kubectl, service: str) -> set[str]:
+    return {
+        e["addresses"][0]
+        for s in slice_of(kubectl, service)
+        for e in s.get("endpoints") or []
+        if e["conditions"].get("ready")
+    }
+
+
+def endpoints_ips(kubectl, service: str) -> set[str]:
+    ep = get_json(kubectl, "endpoints", service)
+    if not ep:
+        return set()
+    return {a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []}
+
+
+def test_tutorial_deployment_and_service(
+    apiserver: ApiServerProcess, kubectl, test_lab: NetnsLab, start_kubelet: StartKubelet, controllers: Proc
+) -> None:
+    nodes = {n.name: n for n in (test_lab.add_node(1), test_lab.add_node(2))}
+    for node in nodes.values():
+        start_kubelet(node)
+    wait_for("both nodes Ready", lambda: _ready_nodes(kubectl) == set(nodes))
+    kubectl("apply", "-f", "-", input=TUTORIAL)
+
+    pods = wait_for("2 nginx pods Ready", lambda: ready_pods(kubectl, 2), timeout=30)
+    template_hash = pods[0]["metadata"]["labels"]["pod-template-hash"]
+    for pod in pods:
+        assert re.fullmatch(rf"nginx-server1-{template_hash}-[a-z0-9]{{5}}", pod["metadata"]["name"])
+        ref = pod["metadata"]["ownerReferences"][0]
+        assert ref["kind"] == "Deployment" and ref["name"] == "nginx-server1" and ref["controller"] is True
+    assert {p["spec"]["nodeName"] for p in pods} == {"node1", "node2"}, "replicas spread over both nodes"
+    for pod in pods:
+        answer = curl_in(nodes[pod["spec"]["nodeName"]].netns, f"http://{pod['status']['podIP']}:80")
+        assert answer.startswith(pod["metadata"]["name"] + " "), answer
+    pod_ips = {p["status"]["podIP"] for p in pods}
+
+    deploy = wait_for(
+        "deployment 2/2",
+        lambda: (d := get_json(kubectl, "deployment", "nginx-server1"))
+        and d.get("status", {}).get("availableReplicas") == 2
+        and d,
+    )
+    status = deploy["status"]
+    assert status["replicas"] == status["readyReplicas"] == status["updatedReplicas"] == 2
+    assert status["observedGeneration"] == deploy["metadata"]["generation"]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Available"] == "True"
+    table = kubectl("get", "deployment.apps").stdout
+    assert re.search(r"nginx-server1\s+2/2\s+2\s+2", table), table
+
+    wait_for("slice lists both pods", lambda: slice_ips(kubectl, "nginx-svc") == pod_ips)
+    [es] = slice_of(kubectl, "nginx-svc")
+    assert es["addressType"] == "IPv4"
+    managed_by = es["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+    assert managed_by == "endpointslice-controller.k8s.io"
+    assert es["metadata"]["ownerReferences"][0]["kind"] == "Service"
+    assert es["ports"] == [{"name": "", "port": 80, "protocol": "TCP"}]
+    for endpoint in es["endpoints"]:
+        assert endpoint["conditions"] == {"ready": True, "serving": True, "terminating": False}
+        assert endpoint["nodeName"] in nodes and endpoint["targetRef"]["kind"] == "Pod"
+    wait_for("Endpoints list both pods", lambda: endpoints_ips(kubectl, "nginx-svc") == pod_ips)
+    eps = kubectl("get", "endpoints", "nginx-svc").stdout
+    assert all(f"{ip}:80" in eps for ip in pod_ips), eps
+
+    # kubectl expose, as in the tutorial, gets its own endpoints too.
+    kubectl("expose", "deployment.apps", "nginx-server1", "--type=ClusterIP", "--target-port=80", "--port=80")
+    wait_for("exposed Service's slice", lambda: slice_ips(kubectl, "nginx-server1") == pod_ips)
+
+    kubectl("scale", "deployment", "nginx-server1", "--replicas=3")
+    three = wait_for("3 pods Ready", lambda: ready_pods(kubectl, 3), timeout=30)
+    three_ips = {p["status"]["podIP"] for p in three}
+    assert pod_ips < three_ips
+    wait_for("slice lists 3", lambda: slice_ips(kubectl, "nginx-svc") == three_ips)
+    wait_for("Endpoints list 3", lambda: endpoints_ips(kubectl, "nginx-svc") == three_ips)
+
+    kubectl("scale", "deployment", "nginx-server1", "--replicas=1")
+    one = wait_for("1 pod left", lambda: ready_pods(kubectl, 1), timeout=30)
+    wait_for("slice lists 1", lambda: slice_ips(kubectl, "nginx-svc") == {one[0]["status"]["podIP"]})
+    wait_for("Endpoints list 1", lambda: endpoints_ips(kubectl, "nginx-svc") == {one[0]["status"]["podIP"]})
+    wait_for(
+        "deployment 1/1",
+        lambda: (d := get_json(kubectl, "deployment", "nginx-server1")) and d["status"].get("replicas") == 1,
+    )
+
+    # A template change replaces the pod with one of the new template.
+    kubectl("set", "image", "deployment/nginx-server1", "nginx-smart=nginx:1.16-alpine")
+
+    def replaced() -> list[dict[str, Any]] | None:
+        current = ready_pods(kubectl, 1)
+        if current and current[0]["metadata"]["labels"]["pod-template-hash"] != template_hash:
+            return current
+        return None
+
+    [new_pod] = wait_for("pod of the new template", replaced, timeout=30)
+    assert new_pod["spec"]["containers"][0]["image"] == "nginx:1.16-alpine"
+    wait_for("slice follows", lambda: slice_ips(kubectl, "nginx-svc") == {new_pod["status"]["podIP"]})
+
+    kubectl("delete", "service", "nginx-svc")
+    wait_for("slices deleted with the Service", lambda: not slice_of(kubectl, "nginx-svc"))
+    wait_for("Endpoints gone with the Service", lambda: get_json(kubectl, "endpoints", "nginx-svc") is None)
+    kubectl("delete", "deployment", "nginx-server1")
+    wait_for("pods deleted with the Deployment", lambda: ready_pods(kubectl, 0) is not None)
+    wait_for("pod netns gone", lambda: not _pod_netns(test_lab))
+    assert "Traceback" not in controllers.text(), controllers.text()
+
+
+def _ready_nodes(kubectl) -> set[str]:
+    listing = get_json(kubectl, "nodes")
+    return {
+        n["metadata"]["name"]
+        for n in (listing or {}).get("items", [])
+        for c in n.get("status", {}).get("conditions", [])
+        if c["type"] == "Ready" and c["status"] == "True"
+    }
+
+
+def _pod_netns(test_lab: NetnsLab) -> list[str]:
+    return podnet.list_netns(f"{test_lab.prefix}-p-")
