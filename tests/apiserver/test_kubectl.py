@@ -1,0 +1,119 @@
+"""The real kubectl against the server: typed creates (protobuf bodies), scale, server-side apply, watch
+tables, describe, namespaces, and waiting for deletions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from lab.apiserver.process import ApiServerProcess
+from tests.conftest import KUBECTL
+
+
+def test_kubectl_typed_creates_send_protobuf_and_work(kubectl) -> None:
+    kubectl("create", "namespace", "ilbt-pb")
+    kubectl("-n", "ilbt-pb", "create", "deployment", "web", "--image=nginx:1.27", "--port=80", "--replicas=3")
+    kubectl("-n", "ilbt-pb", "create", "service", "nodeport", "web", "--tcp=80:8080", "--node-port=30123")
+    kubectl("-n", "ilbt-pb", "create", "configmap", "cfg", "--from-literal=k=v")
+    kubectl("-n", "ilbt-pb", "create", "secret", "generic", "sec", "--from-literal=p=q")
+    kubectl("-n", "ilbt-pb", "create", "serviceaccount", "bot")
+    kubectl("-n", "ilbt-pb", "create", "role", "r", "--verb=get,list", "--resource=pods")
+    kubectl("-n", "ilbt-pb", "create", "rolebinding", "rb", "--role=r", "--serviceaccount=ilbt-pb:bot")
+    deploy = json.loads(kubectl("-n", "ilbt-pb", "get", "deploy", "web", "-o", "json").stdout)
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert deploy["spec"]["replicas"] == 3
+    assert container["image"] == "nginx:1.27" and container["ports"] == [
+        {"containerPort": 80, "protocol": "TCP"}
+    ]
+    assert deploy["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    svc = json.loads(kubectl("-n", "ilbt-pb", "get", "svc", "web", "-o", "json").stdout)
+    assert svc["spec"]["ports"] == [
+        {"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30123}
+    ]
+    assert svc["spec"]["type"] == "NodePort"
+    secret = json.loads(kubectl("-n", "ilbt-pb", "get", "secret", "sec", "-o", "json").stdout)
+    assert secret["data"] == {"p": "cQ=="} and secret["type"] == "Opaque"
+    binding = json.loads(kubectl("-n", "ilbt-pb", "get", "rolebinding", "rb", "-o", "json").stdout)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "bot", "namespace": "ilbt-pb"}]
+    dup = kubectl(
+        "-n",
+        "ilbt-pb",
+        "create",
+        "service",
+        "nodeport",
+        "dup",
+        "--tcp=80:80",
+        "--node-port=30123",
+        check=False,
+    )
+    assert dup.returncode != 0
+    assert (
+        'Service "dup" is invalid: spec.ports[0].nodePort: Invalid value: 30123: provided port is already '
+        "allocated" in dup.stderr
+    )
+    kubectl("-n", "ilbt-pb", "scale", "deployment", "web", "--replicas=5")
+    assert kubectl("-n", "ilbt-pb", "get", "deploy", "web", "-o", "jsonpath={.spec.replicas}").stdout == "5"
+    kubectl("delete", "namespace", "ilbt-pb", "--wait=true", "--timeout=20s")
+    assert kubectl("get", "namespace", "ilbt-pb", check=False).returncode != 0
+
+
+def test_server_side_apply_merges(kubectl) -> None:
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {%s}\n"
+    kubectl("apply", "--server-side", "-f", "-", input=manifest % "a: '1'")
+    kubectl("apply", "--server-side", "-f", "-", input=manifest % "b: '2'")
+    data = json.loads(kubectl("get", "cm", "ssa", "-o", "jsonpath={.data}").stdout)
+    assert data == {"a": "1", "b": "2"}
+
+
+def test_get_watch_prints_table_rows(apiserver: ApiServerProcess, kubectl) -> None:
+    watcher = subprocess.Popen(
+        [
+            str(KUBECTL),
+            "--kubeconfig",
+            str(apiserver.kubeconfig),
+            "get",
+            "configmaps",
+            "-w",
+            "--request-timeout=4s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        kubectl("create", "configmap", "watched", "--from-literal=a=b")
+        kubectl("label", "configmap", "watched", "x=y")
+        out, err = watcher.communicate(timeout=15)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    rows = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert rows[0] == "NAME", out + err
+    assert rows.count("watched") == 2, out + err
+
+
+def test_describe_and_wait_for_delete(apiserver: ApiServerProcess, kubectl) -> None:
+    kubectl("create", "service", "clusterip", "desc", "--tcp=80:8080")
+    described = kubectl("describe", "service", "desc").stdout
+    assert "TargetPort:" in described and "8080/TCP" in described
+    waiter = subprocess.Popen(
+        [
+            str(KUBECTL),
+            "--kubeconfig",
+            str(apiserver.kubeconfig),
+            "wait",
+            "--for=delete",
+            "service/desc",
+            "--timeout=15s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)
+    kubectl("delete", "service", "desc")
+    out, err = waiter.communicate(timeout=20)
+    assert waiter.returncode == 0, out + err
