@@ -92,14 +92,15 @@ def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
     _print_up(lab, result)
     if not args.foreground:
         return 0
-    print("holding the lab; Ctrl-C or SIGTERM takes it down", flush=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise LabInterrupted(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        # Printed only once the handlers are in place: whoever waits for this line may signal right away.
+        print("holding the lab; Ctrl-C or SIGTERM takes it down", flush=True)
         while True:
             signal.pause()
     except LabInterrupted:
@@ -199,5 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, LabInterrupted):
-        print("lab: interrupted; the lab was torn down", file=sys.stderr)
+        # `up` tears down whatever it built before the interrupt reaches here.
+        done = "; the lab was torn down" if args.command == "up" else ""
+        print(f"lab: interrupted{done}", file=sys.stderr)
         return 130
