@@ -346,7 +346,12 @@ class Lab:
             # The file's prefix changed since `up`: what that run built still carries the old one.
             prefixes.append(recorded_prefix)
         marker = str(self.paths.state_dir) + os.sep
-        strays = signal_and_wait(find_marked_processes([marker]), grace=2.0)
+        # Also processes naming one of the lab's namespaces or host links as an argument (a kubelet started
+        # by hand with --netns <prefix>-node1, a tcpdump on <prefix>-mgmt).
+        lab_names = {*self.plan.netns_names, self.plan.mgmt_bridge, *(n.host_veth for n in self.plan.nodes)}
+        for prefix in prefixes:
+            lab_names |= set(network.list_netns(prefix)) | set(network.list_host_links(prefix))
+        strays = signal_and_wait(find_marked_processes([marker], lab_names), grace=2.0)
         for prefix in prefixes:
             strays += signal_and_wait(network.lab_process_ids(prefix), grace=2.0)
         removed += [f"pid {pid}" for pid in strays]

@@ -103,9 +103,11 @@ def signal_and_wait(pids: Iterable[int], grace: float) -> list[int]:
     return sorted(targets)
 
 
-def find_marked_processes(markers: Sequence[str]) -> list[int]:
-    """Running processes whose command line contains one of the markers (never this process's ancestry)."""
+def find_marked_processes(markers: Sequence[str], exact_args: Iterable[str] = ()) -> list[int]:
+    """Running processes whose command line contains one of the markers, or has an argument exactly equal to
+    one of `exact_args` (e.g. a lab netns name); never this process or its ancestors."""
     protected = _protected_pids()
+    exact = set(exact_args)
     found: list[int] = []
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
@@ -113,8 +115,13 @@ def find_marked_processes(markers: Sequence[str]) -> list[int]:
         pid = int(entry.name)
         if pid in protected:
             continue
-        line = cmdline(pid)
-        if line and any(marker in line for marker in markers) and is_running(pid):
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        line = " ".join(argv)
+        hit = any(marker in line for marker in markers) or bool(exact.intersection(argv))
+        if hit and is_running(pid):
             found.append(pid)
     return sorted(found)
 

@@ -156,13 +156,17 @@ def test_down_leaves_no_namespace_link_process_or_file(lab_factory: LabFactory):
     marked = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(300)", str(lab.paths.state_dir / "kubeconfig")]
     )
+    # And one in the host netns that names a lab namespace as an argument (like a kubelet's --netns).
+    naming = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(300)", "--netns", lab.plan.node("node3").netns]
+    )
     (lab.paths.state_dir / "logs").mkdir(parents=True, exist_ok=True)
     (lab.paths.state_dir / "logs" / "extra.log").write_text("x")
     try:
         time.sleep(0.2)
         assert lab_leftovers(lab)
         lab.down()
-        for proc in (inside, in_pod, marked):
+        for proc in (inside, in_pod, marked, naming):
             assert proc.wait(timeout=5) is not None
         assert lab_leftovers(lab) == []
         netns_out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
@@ -176,7 +180,7 @@ def test_down_leaves_no_namespace_link_process_or_file(lab_factory: LabFactory):
         # Idempotent.
         assert lab.down() == []
     finally:
-        for proc in (inside, in_pod, marked):
+        for proc in (inside, in_pod, marked, naming):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
