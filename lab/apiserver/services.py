@@ -852,3 +852,10 @@ def _drop_type_dependent_fields(old: dict[str, Any], new: dict[str, Any]) -> Non
         new.pop("externalTrafficPolicy", None)
     if new.get("type") == "ExternalName" and same("internalTrafficPolicy"):
         new.pop("internalTrafficPolicy", None)
+    # Dropping `sessionAffinity: ClientIP` from an applied manifest leaves the defaulted config behind.
+    if (
+        new.get("sessionAffinity") == "None"
+        and old.get("sessionAffinity") == "ClientIP"
+        and same("sessionAffinityConfig")
+    ):
+        new.pop("sessionAffinityConfig", None)

@@ -611,3 +611,19 @@ def test_unknown_kinds_pass_through_unchanged(adm: Admission) -> None:
     assert adm.update("", "configmaps", obj, obj, False) is obj
     assert adm.update_status("", "pods", obj, obj, False) is obj
     adm.deleted("", "configmaps", obj)
+
+
+def test_dropping_client_ip_affinity_drops_its_defaulted_config(adm: Admission) -> None:
+    stored = create(adm, svc("a", sessionAffinity="ClientIP", ports=[tcp(80)]))
+    # kubectl apply of the manifest without sessionAffinity: the patch nulls it, the config stays.
+    new = copy.deepcopy(stored)
+    del new["spec"]["sessionAffinity"]
+    out = adm.update("", "services", stored, new, False)
+    assert out["spec"]["sessionAffinity"] == "None"
+    assert "sessionAffinityConfig" not in out["spec"]
+    # Setting a config while affinity is None is still an error.
+    bad = copy.deepcopy(out)
+    bad["spec"]["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 5}}
+    with pytest.raises(ApiError) as info:
+        adm.update("", "services", out, bad, False)
+    assert "spec.sessionAffinityConfig: Forbidden" in info.value.message
