@@ -65,6 +65,7 @@ class RunningPod:
     ready: bool = False
     last_exit_code: int | None = None
     last_finished_at: str | None = None
+    exited: bool = False
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     next_restart: float = 0.0
 
@@ -381,7 +382,7 @@ class Kubelet:
         proc = podnet.start_echo_server(
             rp.netns, rp.name, rp.tcp, rp.udp, ready_file, self.state_dir / "logs" / f"{rp.netns}.log"
         )
-        rp.proc, rp.pid, rp.started_at, rp.ready = proc, proc.pid, now_rfc3339(), False
+        rp.proc, rp.pid, rp.started_at, rp.ready, rp.exited = proc, proc.pid, now_rfc3339(), False, False
         deadline = time.monotonic() + READY_WAIT
         while time.monotonic() < deadline and proc.poll() is None and not ready_file.exists():
             time.sleep(0.02)
@@ -399,6 +400,8 @@ class Kubelet:
             restarts=rp.restarts,
             last_exit_code=rp.last_exit_code,
             last_finished_at=rp.last_finished_at,
+            waiting_reason="CrashLoopBackOff" if rp.exited else "",
+            waiting_message="back-off restarting the echo server" if rp.exited else "",
         )
 
     def write_status(self, pod: Obj, state: podspec.RunState) -> None:
@@ -419,14 +422,22 @@ class Kubelet:
             if alive and not rp.ready and (self.run_dir / f"{rp.netns}.ready").exists():
                 rp.ready = True
                 self._status_of(key, rp)
-            if alive or now < rp.next_restart:
+            if alive:
                 continue
-            code = _exit_code(rp.proc.returncode if rp.proc is not None else None)
-            log.warning(
-                "event=echo_died pod=%s/%s pid=%d exit_code=%d restarts=%d", *key, rp.pid, code, rp.restarts
-            )
-            rp.last_exit_code, rp.last_finished_at = code, now_rfc3339()
+            if not rp.exited:
+                code = _exit_code(rp.proc.returncode if rp.proc is not None else None)
+                log.warning(
+                    "event=echo_died pod=%s/%s pid=%d exit_code=%d restarts=%d",
+                    *key, rp.pid, code, rp.restarts,
+                )
+                rp.exited, rp.ready = True, False
+                rp.last_exit_code, rp.last_finished_at = code, now_rfc3339()
+                if now < rp.next_restart:
+                    self._status_of(key, rp)  # not ready while it waits out the back-off
+            if now < rp.next_restart:
+                continue
             rp.restarts += 1
+            # Back-off doubles with every restart (capped), like CrashLoopBackOff but in seconds, not minutes.
             rp.next_restart = now + min(2.0**rp.restarts, 30.0)
             self.launch(rp)
             self._status_of(key, rp)

@@ -191,7 +191,8 @@ def pod_status(pod: Mapping[str, Any], state: RunState, host_ips: Sequence[str],
             entry["lastState"] = {}
         statuses.append(entry)
     status: dict[str, Any] = {
-        "phase": "Running" if running else "Pending",
+        # A container that ran once keeps the pod Running while it restarts (CrashLoopBackOff), as in k8s.
+        "phase": "Running" if state.started_at is not None else "Pending",
         "conditions": conditions,
         "hostIP": host_ips[0] if host_ips else None,
         "hostIPs": [{"ip": ip} for ip in host_ips],

@@ -142,6 +142,8 @@ def test_tutorial_deployment_and_service(
     assert status["replicas"] == status["readyReplicas"] == status["updatedReplicas"] == 2
     assert status["observedGeneration"] == deploy["metadata"]["generation"]
     assert {c["type"]: c["status"] for c in status["conditions"]}["Available"] == "True"
+    rollout = kubectl("rollout", "status", "deployment/nginx-server1", "--timeout=20s").stdout
+    assert "successfully rolled out" in rollout, rollout
     table = kubectl("get", "deployment.apps").stdout
     assert re.search(r"nginx-server1\s+2/2\s+2\s+2", table), table
 
@@ -162,6 +164,18 @@ def test_tutorial_deployment_and_service(
     # kubectl expose, as in the tutorial, gets its own endpoints too.
     kubectl("expose", "deployment.apps", "nginx-server1", "--type=ClusterIP", "--target-port=80", "--port=80")
     wait_for("exposed Service's slice", lambda: slice_ips(kubectl, "nginx-server1") == pod_ips)
+
+    # A deleted pod is replaced (the tutorial's namespace section relies on it).
+    victim = pods[0]["metadata"]["name"]
+    kubectl("delete", "pod", victim)
+
+    def replaced_pod() -> list[dict[str, Any]] | None:
+        current = ready_pods(kubectl, 2)
+        return current if current and victim not in {p["metadata"]["name"] for p in current} else None
+
+    pods = wait_for("deleted pod replaced", replaced_pod, timeout=30)
+    pod_ips = {p["status"]["podIP"] for p in pods}
+    wait_for("slice follows the replacement", lambda: slice_ips(kubectl, "nginx-svc") == pod_ips)
 
     kubectl("scale", "deployment", "nginx-server1", "--replicas=3")
     three = wait_for("3 pods Ready", lambda: ready_pods(kubectl, 3), timeout=30)

@@ -104,6 +104,20 @@ def test_node_registration_and_pod_lifecycle(
     )  # node's bridge address
 
     table = kubectl("get", "pods", "-o", "wide").stdout
+    # A pod marked for deletion (held by a finalizer) is torn down by the kubelet, which confirms the delete.
+    kubectl("create", "--validate=false", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "held", "finalizers": ["ironlb.io/test"]},
+        "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "x"}]},
+    }))  # fmt: skip
+    wait_for("held Running", lambda: running_pod(kubectl, "held"))
+    assert len(podnet.list_netns(f"{test_lab.prefix}-p-node1-")) == 2
+    kubectl("delete", "pod", "held", "--wait=false")
+    wait_for("held torn down", lambda: len(podnet.list_netns(f"{test_lab.prefix}-p-node1-")) == 1)
+    held = get_json(kubectl, "pod", "held")
+    assert held is not None and held["metadata"].get("deletionTimestamp")
+    kubectl("patch", "pod", "held", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    wait_for("held gone", lambda: get_json(kubectl, "pod", "held") is None)
+
     netns = podnet.list_netns(f"{test_lab.prefix}-p-node1-")
     assert len(netns) == 1
     kubectl("delete", "pod", "web1", "--wait=true", "--timeout=20s")

@@ -90,6 +90,19 @@ def test_running_status_like_a_kubelet() -> None:
     assert podspec.status_differs(status, after)
 
 
+def test_crash_loop_keeps_phase_running_but_not_ready() -> None:
+    addresses = PodAddresses("10.244.1.2", None, 24, None)
+    state = podspec.RunState(
+        addresses, "T0", False, restarts=2, last_exit_code=1, waiting_reason="CrashLoopBackOff"
+    )
+    status = podspec.pod_status(pod([{"name": "c", "image": "i"}]), state, ["10.0.0.1"], "T1")
+    assert status["phase"] == "Running" and status["podIP"] == "10.244.1.2"
+    [cs] = status["containerStatuses"]
+    assert cs["state"] == {"waiting": {"reason": "CrashLoopBackOff"}}
+    assert not cs["ready"] and not cs["started"]
+    assert cs["lastState"]["terminated"]["reason"] == "Error"
+
+
 def test_waiting_status_for_a_bad_spec() -> None:
     state = podspec.RunState(
         None, None, False, waiting_reason="CreateContainerConfigError", waiting_message="x"
