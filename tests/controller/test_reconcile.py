@@ -1,0 +1,175 @@
+"""The shell's pure decisions (controller/reconcile.py): which writes and events one reconciliation needs, and
+which object a config problem is blamed on. No API server."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+
+from common.pools import Config
+from controller.allocator import Allocator, PoolStats
+from controller.reconcile import (
+    UNCHANGED,
+    ConfigProblem,
+    format_ips,
+    pool_status,
+    rebuild_config,
+    reconcile_service,
+)
+
+CONFIGMAP = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "config", "namespace": "metallb-system"},
+    "data": {"config": "address-pools: [{name: default, protocol: layer2, addresses: [10.0.0.1-10.0.0.2]}]"},
+}
+
+
+def config() -> Config:
+    return rebuild_config(CONFIGMAP, [], [])
+
+
+def svc(
+    name: str = "web",
+    type_: str = "LoadBalancer",
+    ingress: list[str] | None = None,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "ns", "annotations": annotations or {}},
+        "spec": {"type": type_, "ports": [{"port": 80, "protocol": "TCP"}], **spec},
+    }
+    if ingress:
+        body["status"] = {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in ingress]}}
+    return body
+
+
+def test_new_service_gets_status_annotation_and_event() -> None:
+    allocator = Allocator(config())
+    outcome = reconcile_service("ns/web", svc(), {}, allocator, None)
+    assert outcome.ingress == [{"ip": "10.0.0.1", "ipMode": "VIP"}]
+    assert outcome.pool_annotation == "default"
+    assert [(e.type, e.reason, e.message) for e in outcome.events] == [
+        ("Normal", "IPAllocated", 'Assigned IP ["10.0.0.1"]')
+    ]
+    assert not outcome.pending
+
+
+def test_service_already_showing_its_ip_needs_no_write() -> None:
+    allocator = Allocator(config())
+    body = svc(ingress=["10.0.0.1"], annotations={"metallb.io/ip-allocated-from-pool": "default"})
+    outcome = reconcile_service("ns/web", body, {}, allocator, None)
+    assert outcome.ingress is None and outcome.pool_annotation is UNCHANGED and outcome.events == []
+
+
+def test_exhausted_pool_is_pending_with_a_warning() -> None:
+    allocator = Allocator(config())
+    reconcile_service("ns/a", svc("a"), {}, allocator, None)
+    reconcile_service("ns/b", svc("b"), {}, allocator, None)
+    outcome = reconcile_service("ns/c", svc("c"), {}, allocator, None)
+    assert outcome.pending and outcome.ingress is None
+    [event] = outcome.events
+    assert (event.type, event.reason) == ("Warning", "AllocationFailed")
+    assert event.message.startswith('Failed to allocate IP for "ns/c": no available IPs')
+
+
+def test_malformed_annotation_names_it_and_keeps_the_current_ip() -> None:
+    allocator = Allocator(config())
+    reconcile_service("ns/web", svc(), {}, allocator, None)
+    body = svc(ingress=["10.0.0.1"], annotations={"metallb.io/loadBalancerIPs": "nope"})
+    outcome = reconcile_service("ns/web", body, {}, allocator, None)
+    assert outcome.pending and outcome.ingress is None
+    assert "metallb.io/loadBalancerIPs" in outcome.events[0].message
+    assert allocator.assignment("ns/web") is not None
+
+
+def test_unsatisfiable_change_clears_the_status() -> None:
+    allocator = Allocator(config())
+    reconcile_service("ns/web", svc(), {}, allocator, None)
+    body = svc(ingress=["10.0.0.1"], loadBalancerIP="10.9.9.9")
+    outcome = reconcile_service("ns/web", body, {}, allocator, None)
+    assert outcome.pending and outcome.released and outcome.ingress == []
+    assert {e.reason for e in outcome.events} == {"AllocationFailed", "ClearAssignment"}
+
+
+def test_delete_releases() -> None:
+    allocator = Allocator(config())
+    reconcile_service("ns/web", svc(), {}, allocator, None)
+    outcome = reconcile_service("ns/web", None, {}, allocator, None)
+    assert outcome.released and allocator.assignment("ns/web") is None
+
+
+def test_type_change_clears_status_and_annotation() -> None:
+    allocator = Allocator(config())
+    reconcile_service("ns/web", svc(), {}, allocator, None)
+    annotations = {"metallb.io/ip-allocated-from-pool": "default"}
+    body = svc(type_="ClusterIP", ingress=["10.0.0.1"], annotations=annotations)
+    outcome = reconcile_service("ns/web", body, {}, allocator, None)
+    assert outcome.released and outcome.ingress == [] and outcome.pool_annotation is None
+    assert [e.reason for e in outcome.events] == ["ClearAssignment"]
+
+
+def test_other_class_is_left_alone_unless_it_shows_our_ip() -> None:
+    allocator = Allocator(config())
+    foreign = svc(ingress=["192.0.2.1"], loadBalancerClass="other")
+    outcome = reconcile_service("ns/web", foreign, {}, allocator, None)
+    assert outcome.ingress is None and outcome.events == [] and allocator.assignment("ns/web") is None
+    reconcile_service("ns/mine", svc("mine"), {}, allocator, None)
+    now_foreign = svc("mine", ingress=["10.0.0.1"], loadBalancerClass="other")
+    outcome = reconcile_service("ns/mine", now_foreign, {}, allocator, None)
+    assert outcome.released and outcome.ingress == []
+
+
+def test_withdrawn_service_is_told_and_reassigned() -> None:
+    allocator = Allocator(config())
+    withdrawn = (ipaddress.ip_address("10.0.0.9"),)
+    body = svc(ingress=["10.0.0.9"])
+    outcome = reconcile_service("ns/web", body, {}, allocator, None, withdrawn)
+    assert [e.reason for e in outcome.events] == ["ClearAssignment", "IPAllocated"]
+    assert "not allowed by config" in outcome.events[0].message
+    assert outcome.ingress == [{"ip": "10.0.0.1", "ipMode": "VIP"}]
+
+
+def test_format_ips_matches_metallb() -> None:
+    ips = [ipaddress.ip_address("192.168.10.90"), ipaddress.ip_address("fc00::1")]
+    assert format_ips(ips) == '["192.168.10.90" "fc00::1"]'
+
+
+def test_config_problems_name_the_object_to_blame() -> None:
+    garbage = {**CONFIGMAP, "data": {"config": "address-pools: ["}}
+    with pytest.raises(ConfigProblem) as problem:
+        rebuild_config(garbage, [], [])
+    assert problem.value.target == ("ConfigMap", "metallb-system", "config")
+
+    pool = {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": "p", "namespace": "metallb-system"},
+        "spec": {"addresses": ["10.0.0.2/32"]},
+    }
+    with pytest.raises(ConfigProblem) as problem:
+        rebuild_config(CONFIGMAP, [pool], [])
+    assert "overlap" in str(problem.value)
+    blamed = {("IPAddressPool", "metallb-system", "p"), ("ConfigMap", "metallb-system", "config")}
+    assert problem.value.target in blamed
+
+    bad = {**pool, "spec": {"addresses": ["10.1.0.0/99"]}}
+    with pytest.raises(ConfigProblem) as problem:
+        rebuild_config(None, [bad], [])
+    assert problem.value.target == ("IPAddressPool", "metallb-system", "p")
+    assert "spec.addresses[0]" in str(problem.value)
+
+
+def test_pool_status_caps_huge_ipv6_pools() -> None:
+    stats = PoolStats(total=2**64 + 4, in_use=1, ipv4_total=4, ipv4_in_use=1, ipv6_total=2**64, ipv6_in_use=0)
+    assert pool_status(stats) == {
+        "assignedIPv4": 1,
+        "assignedIPv6": 0,
+        "availableIPv4": 3,
+        "availableIPv6": 2**63 - 1,
+    }
