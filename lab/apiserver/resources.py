@@ -191,6 +191,8 @@ class Registry:
     def __init__(self) -> None:
         self._by_gvr: dict[tuple[str, str, str], ResourceType] = {}
         self._crd_types: dict[str, list[ResourceType]] = {}
+        self.generation = 0  # bumped whenever the set of served kinds changes
+        self._openapi_kinds: tuple[int, list[dict[str, Any]]] | None = None
         for rt in BUILTIN:
             self._by_gvr[(rt.group, rt.version, rt.plural)] = rt
 
@@ -257,12 +259,14 @@ class Registry:
             self._by_gvr[(group, rt.version, plural)] = rt
             types.append(rt)
         self._crd_types[name] = types
+        self.generation += 1
         return types
 
     def unregister_crd(self, name: str) -> list[ResourceType]:
         types = self._crd_types.pop(name, [])
         for rt in types:
             self._by_gvr.pop((rt.group, rt.version, rt.plural), None)
+        self.generation += 1
         return types
 
     def crd_of(self, key: tuple[str, str]) -> str | None:
@@ -342,6 +346,11 @@ class Registry:
         groups.sort(key=lambda g: (order.get(g, len(order)), g))
         rendered = [g for g in (self.api_group(name) for name in groups) if g is not None]
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": rendered}
+
+    def openapi_kinds_cached(self) -> list[dict[str, Any]]:
+        if self._openapi_kinds is None or self._openapi_kinds[0] != self.generation:
+            self._openapi_kinds = (self.generation, self.openapi_kinds())
+        return self._openapi_kinds[1]
 
     def openapi_kinds(self) -> list[dict[str, Any]]:
         return [

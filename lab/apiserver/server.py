@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hmac
-import importlib
 import json
 import logging
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from lab.apiserver import errors, protobuf
+from lab.apiserver import errors, openapi, protobuf, tables
 from lab.apiserver import patch as patching
 from lab.apiserver.api import Api
 from lab.apiserver.errors import ApiError
@@ -85,6 +84,7 @@ class ApiServer:
         self.hub = WatchHub()
         self.store.listeners.append(self.hub.dispatch)
         self._stopping = asyncio.Event()
+        self._openapi_cache: dict[tuple[str, int], bytes] = {}
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
@@ -253,6 +253,7 @@ class ApiServer:
         dry_run = q.get("dryRun") == "All"
         method = request.method
         headers: dict[str, str] = {}
+        warnings: list[str] = []
         if rt.group == "" and rt.plural == "endpoints":
             headers["Warning"] = ENDPOINTS_WARNING
         resp: web.StreamResponse
@@ -272,6 +273,7 @@ class ApiServer:
                     405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
                 )
             body = await _read_body(request)
+            self._check_fields(request, rt, body, warnings)
             created = self.api.create(rt, ns, body, dry_run)
             resp = json_response(created, status=201)
         elif method == "PUT":
@@ -280,6 +282,8 @@ class ApiServer:
                     405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
                 )
             body = await _read_body(request)
+            if sub != "scale":
+                self._check_fields(request, rt, body, warnings)
             if sub == "scale":
                 resp = json_response(self.api.set_scale(rt, ns, name, body, dry_run))
             else:
@@ -291,7 +295,7 @@ class ApiServer:
                 raise ApiError(
                     405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
                 )
-            resp = await self._patch(request, rt, ns, name, sub, dry_run)
+            resp = await self._patch(request, rt, ns, name, sub, dry_run, warnings)
         elif method == "DELETE":
             options = await _delete_options(request)
             dry_run = dry_run or options.get("dryRun") == ["All"]
@@ -315,6 +319,8 @@ class ApiServer:
             )
         for k, v in headers.items():
             resp.headers[k] = v
+        for warning in warnings:
+            resp.headers.add("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
         return resp
 
     # -- GET ----------------------------------------------------------------------------------------
@@ -364,7 +370,14 @@ class ApiServer:
     # -- PATCH --------------------------------------------------------------------------------------
 
     async def _patch(
-        self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str, dry_run: bool
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        sub: str,
+        dry_run: bool,
+        warnings: list[str],
     ) -> web.Response:
         ctype = request.content_type
         raw = await request.read()
@@ -399,8 +412,14 @@ class ApiServer:
         if sub == "scale":
             scale = self.api.get_scale(rt, ns, name)
             return json_response(self.api.set_scale(rt, ns, name, patcher(scale), dry_run))
+
+        def checked(target: Obj) -> Any:
+            result = patcher(target)
+            self._check_fields(request, rt, result, warnings)
+            return result
+
         return json_response(
-            self.api.patch(rt, ns, name, patcher, dry_run, "status" if sub == "status" else "")
+            self.api.patch(rt, ns, name, checked, dry_run, "status" if sub == "status" else "")
         )
 
     def _apply(
@@ -552,60 +571,50 @@ class ApiServer:
     # -- OpenAPI ------------------------------------------------------------------------------------
 
     def _openapi(self, request: web.Request, rest: list[str]) -> web.Response:
-        try:
-            openapi: Any = importlib.import_module("lab.apiserver.openapi")
-        except ImportError as exc:  # until the OpenAPI module lands
-            raise _path_not_found(request) from exc
-        kinds = self.registry.openapi_kinds()
-        if rest == ["v2"]:
-            return json_response(openapi.openapi_v2(kinds))
-        if rest == ["v3"]:
-            return json_response(openapi.openapi_v3_discovery(kinds))
-        if len(rest) >= 3 and rest[0] == "v3":
-            if rest[1] == "api" and len(rest) == 3:
+        """OpenAPI documents, rendered once per set of served kinds (CRDs change it)."""
+        key = ("/".join(rest), self.registry.generation)
+        body = self._openapi_cache.get(key)
+        if body is None:
+            kinds = self.registry.openapi_kinds()
+            doc: dict[str, Any] | None = None
+            if rest == ["v2"]:
+                doc = openapi.openapi_v2(kinds)
+            elif rest == ["v3"]:
+                doc = openapi.openapi_v3_discovery(kinds)
+            elif len(rest) == 3 and rest[:2] == ["v3", "api"]:
                 doc = openapi.openapi_v3_group_version(kinds, "", rest[2])
-            elif rest[1] == "apis" and len(rest) == 4:
+            elif len(rest) == 4 and rest[:2] == ["v3", "apis"]:
                 doc = openapi.openapi_v3_group_version(kinds, rest[2], rest[3])
-            else:
-                doc = None
-            if doc is not None:
-                return json_response(doc)
-        raise _path_not_found(request)
+            if doc is None:
+                raise _path_not_found(request)
+            if len(self._openapi_cache) > 64:
+                self._openapi_cache.clear()
+            body = self._openapi_cache[key] = _dumps(doc)
+        return web.Response(body=body, content_type="application/json")
+
+    # -- field validation ---------------------------------------------------------------------------
+
+    def _check_fields(self, request: web.Request, rt: ResourceType, obj: Any, warnings: list[str]) -> None:
+        """Server-side field validation (?fieldValidation=Strict|Warn|Ignore; Warn when absent)."""
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode == "Ignore" or not isinstance(obj, dict):
+            return
+        unknown = openapi.unknown_fields(
+            self.registry.openapi_kinds_cached(), rt.group, rt.version, rt.kind, obj
+        )
+        if not unknown:
+            return
+        if mode == "Strict":
+            details = ", ".join(f'unknown field "{f}"' for f in unknown)
+            raise errors.bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                f"strict decoding error: {details}"
+            )
+        warnings.extend(f'unknown field "{f}"' for f in unknown)
 
 
 def _to_table(rt: ResourceType, objects: list[Obj], now: datetime.datetime, include: str) -> dict[str, Any]:
-    try:
-        tables: Any = importlib.import_module("lab.apiserver.tables")
-    except ImportError:  # until the Table module lands: the generic NAME/AGE table
-        return _fallback_table(objects, include)
-    table: dict[str, Any] = tables.to_table(rt.group, rt.plural, objects, now, rt.printer_columns, include)
-    return table
-
-
-def _fallback_table(objects: list[Obj], include: str) -> dict[str, Any]:
-    rows = []
-    for obj in objects:
-        row: dict[str, Any] = {
-            "cells": [obj["metadata"]["name"], obj["metadata"].get("creationTimestamp", "")]
-        }
-        if include == "Object":
-            row["object"] = obj
-        elif include != "None":
-            row["object"] = {
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": obj["metadata"],
-            }
-        rows.append(row)
-    return {
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0},
-            {"name": "Created At", "type": "date", "format": "", "description": "", "priority": 0},
-        ],
-        "rows": rows,
-    }
+    return tables.to_table(rt.group, rt.plural, objects, now, rt.printer_columns, include)
 
 
 def _wants_table(request: web.Request) -> bool:
