@@ -41,8 +41,6 @@ from lab.kubeclient import ApiError, Informer, Kube, Obj, now_rfc3339, resource_
 log = logging.getLogger("lab.kubelet")
 
 LEASE_SECONDS = 40
-LEASE_RENEW = 10.0
-NODE_STATUS_EVERY = 20.0
 RESYNC_EVERY = 30.0
 READY_WAIT = 5.0
 RETRY_AFTER = 5.0
@@ -97,6 +95,8 @@ class Kubelet:
         self.queue: queue.Queue[tuple[str, str]] = queue.Queue()
         self.stopping = threading.Event()
         self.node_uid = ""
+        self.lease_renew = float(args.heartbeat_interval)
+        self.node_status_every = 2 * self.lease_renew
         self.informer = Informer(
             kube, "/api/v1/pods", self._on_pod_event, query={"fieldSelector": f"spec.nodeName={self.node}"}
         )
@@ -131,10 +131,10 @@ class Kubelet:
             self.check_processes()
             if now >= next_lease:
                 self.renew_lease()
-                next_lease = now + LEASE_RENEW
+                next_lease = now + self.lease_renew
             if now >= next_status:
                 self._guard(self.post_node_status, "node_status")
-                next_status = now + NODE_STATUS_EVERY
+                next_status = now + self.node_status_every
             if now >= next_resync or any(t <= now for t in self.retry_at.values()):
                 for obj in self.informer.list():
                     self.queue.put(_key(obj))
@@ -579,7 +579,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--labels", default="", help="extra node labels, k=v,k=v")
     parser.add_argument("--state-dir")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="Lease renewal period; the Node status is posted every second heartbeat",
+    )
     args = parser.parse_args(argv)
+    if args.heartbeat_interval <= 0:
+        parser.error("--heartbeat-interval must be positive")
     try:
         args.labels = podspec.parse_labels(args.labels)
         for flag in ("internal_ip", "internal_ip6"):

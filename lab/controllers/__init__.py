@@ -1,5 +1,6 @@
 """The lab's controller-manager: a minimal Deployment controller and an EndpointSlice (+ Endpoints) one.
 
 Run with `python -m lab.controllers --kubeconfig K`. Pure cores: naming.py, scheduling.py, deployment_plan.py,
-slices.py; thin shells over the API: deployments.py, endpointslices.py.
+slices.py, nodelifecycle.py, expectations.py; thin shells over the API: deployments.py, endpointslices.py,
+nodes.py.
 """

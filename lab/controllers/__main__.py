@@ -1,8 +1,9 @@
-"""`python -m lab.controllers --kubeconfig K`: the lab's controller-manager (Deployments, EndpointSlices).
+"""`python -m lab.controllers --kubeconfig K`: the lab's controller-manager (Deployments, slices, Nodes).
 
-Informers keep caches of Deployments, Pods, Services, Nodes, EndpointSlices and Endpoints; any relevant change
-wakes the main loop, which runs both controllers over the whole (small) lab. Level-triggered: every pass
-recomputes the desired state from the caches, so a missed or repeated event cannot leave things wrong.
+Informers keep caches of Deployments, Pods, Services, Nodes, Leases, EndpointSlices and Endpoints; any
+relevant change wakes the main loop, which runs the controllers over the whole (small) lab. Level-triggered:
+every pass recomputes the desired state from the caches, so a missed or repeated event cannot leave things
+wrong.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from lab.controllers import scheduling
 from lab.controllers.deployments import DeploymentController
 from lab.controllers.endpointslices import EndpointSliceController
+from lab.controllers.nodes import NodeLifecycleController
 from lab.kubeclient import Informer, Kube, Obj
 
 log = logging.getLogger("lab.controllers")
@@ -40,8 +42,9 @@ def node_fingerprint(node: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 class ControllerManager:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, node_grace_seconds: float = 40.0) -> None:
         self.kube = kube
+        self.resync_seconds = min(RESYNC_SECONDS, max(node_grace_seconds / 2, 0.5))
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self._node_prints: dict[str, tuple[Any, ...]] = {}
@@ -51,12 +54,20 @@ class ControllerManager:
         self.nodes = Informer(kube, "/api/v1/nodes", self._node_changed)
         self.endpoint_slices = Informer(kube, "/apis/discovery.k8s.io/v1/endpointslices", self._changed)
         self.endpoints = Informer(kube, "/api/v1/endpoints", self._changed)
+        # Lease renewals only feed the cache: the periodic pass judges their age, they need not wake anyone.
+        self.leases = Informer(
+            kube, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lambda kind, obj: None
+        )
         self.informers = [
             self.deployments, self.pods, self.services, self.nodes, self.endpoint_slices, self.endpoints,
+            self.leases,
         ]  # fmt: skip
         self.deployment_controller = DeploymentController(kube, self.deployments, self.pods, self.nodes)
         self.slice_controller = EndpointSliceController(
             kube, self.services, self.pods, self.nodes, self.endpoint_slices, self.endpoints
+        )
+        self.node_controller = NodeLifecycleController(
+            kube, self.nodes, self.leases, self.pods, node_grace_seconds
         )
 
     def _changed(self, kind: str, obj: Obj) -> None:
@@ -88,7 +99,7 @@ class ControllerManager:
         log.info("event=started")
         again = True
         while not self.stopping.is_set():
-            self.wake.wait(SETTLE_SECONDS if again else RESYNC_SECONDS)
+            self.wake.wait(SETTLE_SECONDS if again else self.resync_seconds)
             if self.stopping.is_set():
                 break
             # Let a burst of related events land first (a Service and its slices deleted together), so a pass
@@ -96,10 +107,12 @@ class ControllerManager:
             self.stopping.wait(COALESCE_SECONDS)
             self.wake.clear()
             again = False
-            for name, controller in (
+            controllers = (
+                ("nodes", self.node_controller),
                 ("deployments", self.deployment_controller),
                 ("endpointslices", self.slice_controller),
-            ):
+            )
+            for name, controller in controllers:
                 try:
                     again |= controller.sync_all()
                 except Exception as exc:  # a bug or an API outage must not end the controller-manager
@@ -117,14 +130,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--node-monitor-grace-period",
+        type=float,
+        default=40.0,
+        metavar="SECONDS",
+        help="a node whose kubelet is silent this long becomes NotReady (Unknown)",
+    )
     args = parser.parse_args(argv)
+    if args.node_monitor_grace_period <= 0:
+        parser.error("--node-monitor-grace-period must be positive")
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     kube = Kube(args.kubeconfig)
     try:
-        return ControllerManager(kube).run()
+        return ControllerManager(kube, args.node_monitor_grace_period).run()
     finally:
         kube.close()
 

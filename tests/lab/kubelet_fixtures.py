@@ -130,7 +130,7 @@ def kubelet_command(apiserver: ApiServerProcess, lab: NetnsLab, node: LabNode, s
     ]  # fmt: skip
 
 
-StartKubelet = Callable[[LabNode], Proc]
+StartKubelet = Callable[..., Proc]  # (node, *extra_args) -> Proc
 
 
 @pytest.fixture(name="start_kubelet")
@@ -139,9 +139,10 @@ def start_kubelet_fixture(
 ) -> Iterator[StartKubelet]:
     started: list[Proc] = []
 
-    def start(node: LabNode) -> Proc:
+    def start(node: LabNode, *extra: str) -> Proc:
         state = tmp_path / f"kubelet-{node.name}"
-        proc = Proc(kubelet_command(apiserver, test_lab, node, state), tmp_path / f"kubelet-{node.name}.log")
+        cmd = kubelet_command(apiserver, test_lab, node, state) + list(extra)
+        proc = Proc(cmd, tmp_path / f"kubelet-{node.name}.log")
         started.append(proc)
         return proc
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +63,28 @@ spec:
 
 
 @pytest.fixture
-def controllers(apiserver: ApiServerProcess, tmp_path: Path) -> Iterator[Proc]:
-    proc = Proc(
-        [sys.executable, "-m", "lab.controllers", "--kubeconfig", str(apiserver.kubeconfig)],
-        tmp_path / "controllers.log",
-    )
+def start_controllers(apiserver: ApiServerProcess, tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    started: list[Proc] = []
+
+    def start(*extra: str) -> Proc:
+        cmd = [sys.executable, "-m", "lab.controllers", "--kubeconfig", str(apiserver.kubeconfig), *extra]
+        proc = Proc(cmd, tmp_path / f"controllers-{len(started)}.log")
+        started.append(proc)
+        return proc
+
     try:
-        yield proc
+        yield start
     finally:
-        try:
-            proc.stop()
-        except AssertionError:
-            pass
+        for proc in started:
+            try:
+                proc.stop()
+            except AssertionError:
+                pass
+
+
+@pytest.fixture
+def controllers(start_controllers: Callable[..., Proc]) -> Proc:
+    return start_controllers()
 
 
 def ready_pods(kubectl, count: int) -> list[dict[str, Any]] | None:
@@ -134,9 +144,11 @@ def test_tutorial_deployment_and_service(
 
     deploy = wait_for(
         "deployment 2/2",
-        lambda: (d := get_json(kubectl, "deployment", "nginx-server1"))
-        and d.get("status", {}).get("availableReplicas") == 2
-        and d,
+        lambda: (
+            (d := get_json(kubectl, "deployment", "nginx-server1"))
+            and d.get("status", {}).get("availableReplicas") == 2
+            and d
+        ),
     )
     status = deploy["status"]
     assert status["replicas"] == status["readyReplicas"] == status["updatedReplicas"] == 2
@@ -227,3 +239,40 @@ def _ready_nodes(kubectl) -> set[str]:
 
 def _pod_netns(test_lab: NetnsLab) -> list[str]:
     return podnet.list_netns(f"{test_lab.prefix}-p-")
+
+
+def test_silent_kubelet_makes_node_unreachable_and_its_endpoints_not_ready(
+    apiserver: ApiServerProcess, kubectl, test_lab: NetnsLab, start_kubelet: StartKubelet, start_controllers
+) -> None:
+    node = test_lab.add_node(4)
+    kubelet = start_kubelet(node, "--heartbeat-interval", "0.5")
+    controllers = start_controllers("--node-monitor-grace-period", "3")
+    wait_for("node Ready", lambda: _ready_nodes(kubectl) == {"node4"})
+    kubectl("apply", "-f", "-", input=TUTORIAL.replace("replicas: 2", "replicas: 1"))
+    [pod] = wait_for("pod Ready", lambda: ready_pods(kubectl, 1), timeout=30)
+    ip = pod["status"]["podIP"]
+    wait_for("ready endpoint", lambda: slice_ips(kubectl, "nginx-svc") == {ip})
+
+    kubelet.kill()  # the node goes silent (its pods keep running, as on a real partitioned node)
+
+    def unreachable() -> dict[str, Any] | None:
+        current = get_json(kubectl, "node", "node4")
+        conds = {c["type"]: c for c in current["status"]["conditions"]}
+        taints = {t["key"] for t in current["spec"].get("taints") or []}
+        ok = conds["Ready"]["status"] == "Unknown" and "node.kubernetes.io/unreachable" in taints
+        return current if ok else None
+
+    wait_for("node Unknown and tainted", unreachable, timeout=15)
+    wait_for("endpoint not ready", lambda: slice_ips(kubectl, "nginx-svc") == set())
+    [es] = slice_of(kubectl, "nginx-svc")
+    assert es["endpoints"][0]["conditions"]["ready"] is False
+    wait_for("Endpoints moved it to notReadyAddresses", lambda: endpoints_ips(kubectl, "nginx-svc") == set())
+
+    start_kubelet(node, "--heartbeat-interval", "0.5")  # back: adopts its pod, reports Ready again
+    wait_for("node Ready again", lambda: _ready_nodes(kubectl) == {"node4"}, timeout=15)
+    wait_for(
+        "taint removed",
+        lambda: not (get_json(kubectl, "node", "node4")["spec"].get("taints") or []),
+    )
+    wait_for("endpoint ready again", lambda: slice_ips(kubectl, "nginx-svc") == {ip}, timeout=15)
+    assert "node_unreachable" in controllers.text() and "Traceback" not in controllers.text()
