@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lab.apiserver.admission import Admission
 from lab.apiserver.errors import ApiError
@@ -627,3 +629,45 @@ def test_dropping_client_ip_affinity_drops_its_defaulted_config(adm: Admission) 
     with pytest.raises(ApiError) as info:
         adm.update("", "services", out, bad, False)
     assert "spec.sessionAffinityConfig: Forbidden" in info.value.message
+
+
+@given(st.lists(st.tuples(st.sampled_from(["create", "delete", "retype"]), st.integers(0, 7)), max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_allocations_stay_consistent_under_random_writes(ops: list[tuple[str, int]]) -> None:
+    """Whatever the sequence, the allocators hold exactly what the stored Services hold."""
+    adm = Admission(service_cidr="10.0.0.0/28", node_port_range=(30000, 30009), seed=7)
+    stored: dict[int, dict[str, Any]] = {}
+    types = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
+    for op, n in ops:
+        try:
+            if op == "create" and n not in stored:
+                kind = types[n % 4]
+                spec: dict[str, Any] = {"type": kind}
+                if kind == "ExternalName":
+                    spec["externalName"] = "db.example.com"
+                else:
+                    spec["ports"] = [{"port": 80}]
+                stored[n] = create(adm, svc(f"s{n}", **spec))
+            elif op == "delete" and n in stored:
+                adm.deleted("", "services", stored.pop(n))
+            elif op == "retype" and n in stored:
+                new = copy.deepcopy(stored[n])
+                new["spec"]["type"] = "NodePort" if new["spec"]["type"] != "NodePort" else "ClusterIP"
+                new["spec"].pop("externalName", None)
+                new["spec"].setdefault("ports", [{"port": 80}])
+                stored[n] = adm.update("", "services", stored[n], new, False)
+        except ApiError as exc:
+            assert "range is full" in exc.message
+        held_ips = {
+            int(ipaddress.ip_address(s["spec"]["clusterIP"]))
+            for s in stored.values()
+            if s["spec"].get("clusterIP") not in (None, "None")
+        }
+        held_ports = {
+            p["nodePort"] for s in stored.values() for p in s["spec"].get("ports", []) if p.get("nodePort")
+        }
+        held_ports |= {
+            s["spec"]["healthCheckNodePort"] for s in stored.values() if "healthCheckNodePort" in s["spec"]
+        }
+        assert ips_used(adm) == held_ips
+        assert node_ports_used(adm) == held_ports
