@@ -1,5 +1,5 @@
-"""Everything that makes ironlb run and testable on one machine: an embedded API server, a network-namespace lab
-built from containerlab topologies, and a user-mode-linux runner for an IPVS-capable kernel.
+"""Everything that makes ironlb run and testable on one machine.
 
-Components never import this package; the lab and the tests use the components.
+An embedded API server, a network-namespace lab built from containerlab topologies, and a user-mode-linux
+runner for an IPVS-capable kernel. Components never import this package; the lab and the tests use them.
 """

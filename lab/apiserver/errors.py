@@ -82,7 +82,10 @@ def conflict(resource: str, name: str, group: str = "") -> ApiError:
 
 
 def invalid(kind: str, name: str, causes: list[Cause], group: str = "") -> ApiError:
-    """422 Invalid, worded as the real server words it: `Service "x" is invalid: spec.ports[0]...: Invalid value`."""
+    """422 Invalid, worded as the real server words it.
+
+    Example: `Service "x" is invalid: spec.ports[0].nodePort: Invalid value: ...`.
+    """
     qualified = f"{kind}.{group}" if group else kind
     details = ", ".join(f"{c.field}: {c.message}" for c in causes)
     message = f'{qualified} "{name}" is invalid: {details}' if causes else f'{qualified} "{name}" is invalid'
