@@ -185,6 +185,7 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("event=stopping")
+    server.close_watches()
     with contextlib.suppress(Exception):
         await runner.cleanup()
     if journal is not None:

@@ -22,7 +22,7 @@ from lab.apiserver.errors import ApiError
 from lab.apiserver.resources import Registry, ResourceType
 from lab.apiserver.selectors import parse_field_selector, parse_label_selector
 from lab.apiserver.store import Event, Obj, Store
-from lab.apiserver.watch import Watcher, WatchHub
+from lab.apiserver.watch import STOP, Watcher, WatchHub
 
 log = logging.getLogger("ironlb.apiserver")
 
@@ -93,7 +93,11 @@ class ApiServer:
         return app
 
     async def _on_shutdown(self, _app: web.Application) -> None:
+        self.close_watches()
+
+    def close_watches(self) -> None:
         self._stopping.set()
+        self.hub.close_all()
 
     # -- auth, logging, errors ----------------------------------------------------------------------
 
@@ -537,10 +541,15 @@ class ApiServer:
                     await resp.write(self._bookmark(rt))
                     next_bookmark = loop.time() + self.config.bookmark_interval
                 continue
-            chunk = [encode(*item)]
+            items = [item]
             while not watcher.queue.empty():
-                chunk.append(encode(*watcher.queue.get_nowait()))
-            await resp.write(b"".join(chunk))
+                items.append(watcher.queue.get_nowait())
+            stop = STOP in items
+            chunk = [encode(*i) for i in items if i is not STOP]
+            if chunk:
+                await resp.write(b"".join(chunk))
+            if stop:
+                return
 
     def _encoder(self, rt: ResourceType, as_table: bool, include: str) -> Any:
         def encode(etype: str, obj: Obj, event: Event | None) -> bytes:

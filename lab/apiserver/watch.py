@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from lab.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
 from lab.apiserver.store import Event, Key, Obj
 
+STOP: tuple[str, Obj, Event | None] = ("STOP", {}, None)
+
 
 @dataclass(eq=False)
 class Watcher:
@@ -66,6 +68,12 @@ class WatchHub:
         watchers = self._watchers.get(watcher.key)
         if watchers is not None:
             watchers.discard(watcher)
+
+    def close_all(self) -> None:
+        """Ends every watch stream (server shutdown): each pump returns when it reads the STOP item."""
+        for watchers in self._watchers.values():
+            for watcher in watchers:
+                watcher.queue.put_nowait(STOP)
 
     def count(self) -> int:
         return sum(len(w) for w in self._watchers.values())
