@@ -503,3 +503,26 @@ def test_get_prints_the_real_columns_for_other_kinds(kubectl: Kubectl) -> None:
     header, rows = table(kubectl("get", "deploy", "-o", "wide").stdout)
     assert header[5:] == ["CONTAINERS", "IMAGES", "SELECTOR"]
     assert rows["nginx-app"][5:] == ["c1", "nginx:1.15-alpine", "app=nginx-app"]
+
+
+def test_apply_with_validation_on_reports_misspelt_fields(kubectl: Kubectl) -> None:
+    misspelt = NGINX_APP.replace("imagePullPolicy:", "imagePullPolcy:").replace(
+        "  ports:\n  - protocol", "  prots:\n  - protocol"
+    )
+    result = kubectl("apply", "-f", "-", input=misspelt, check=False)
+    assert result.returncode != 0
+    assert (
+        'Error from server (BadRequest): error when creating "STDIN": Deployment in version "v1" cannot be '
+        'handled as a Deployment: strict decoding error: unknown field "spec.template.spec.containers[0].'
+        'imagePullPolcy"'
+    ) in result.stderr
+    assert (
+        'Service in version "v1" cannot be handled as a Service: strict decoding error: '
+        'unknown field "spec.prots"'
+    ) in result.stderr
+    assert kubectl("get", "deploy,svc", "-o", "name").stdout.split() == ["service/kubernetes"]
+    # --validate=false asks the server to ignore unknown fields (fieldValidation=Ignore).
+    lax = kubectl(
+        "apply", "--validate=false", "-f", "-", input=NGINX_APP.replace("imagePullPolicy:", "imagePullPolcy:")
+    )
+    assert "deployment.apps/nginx-app created" in lax.stdout
