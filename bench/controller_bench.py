@@ -167,12 +167,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             kubeconfig = server.kubeconfig
             for manifest in ("namespace.yaml", "crd"):
-                kubectl(kubeconfig, "apply", "--validate=false", "-f", str(REPO / "config" / manifest))
+                kubectl(kubeconfig, "apply", "-f", str(REPO / "config" / manifest))
             configmap = {
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "config", "namespace": "metallb-system"}, "data": {"config": POOLS},
             }
-            kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=json.dumps(configmap))
+            kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(configmap))
             log = (data / "controller.log").open("wb")
             controller = subprocess.Popen(
                 [sys.executable, "-m", "controller", "--kubeconfig", str(kubeconfig), "--standalone",

@@ -116,9 +116,7 @@ class ControllerProcess:
 
 
 def apply(kubectl: Kubectl, manifest: str | Path, namespace: str | None = None) -> None:
-    # --validate=false: client-side schema validation needs the server's OpenAPI document, which is not what
-    # these tests are about.
-    args = ["apply", "--validate=false"]
+    args = ["apply"]
     if namespace:
         args += ["-n", namespace]
     if isinstance(manifest, Path):
