@@ -31,7 +31,8 @@ class ApiServerProcess:
         log_file: Path | None = None,
         start_timeout: float = 15.0,
     ) -> None:
-        self.data_dir = Path(data_dir) if data_dir is not None else None
+        # Absolute: the child runs from the repository root.
+        self.data_dir = Path(data_dir).absolute() if data_dir is not None else None
         self.requested_port = port
         self.extra_args = list(extra_args)
         self.start_timeout = start_timeout
@@ -43,7 +44,7 @@ class ApiServerProcess:
             self.kubeconfig = Path(self._tmp.name) / "kubeconfig"
         if log_file is None and self.data_dir is not None:
             log_file = self.data_dir / "apiserver.log"
-        self.log_file = log_file
+        self.log_file = Path(log_file).absolute() if log_file is not None else None
         self.url = ""
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
