@@ -47,12 +47,13 @@ StartController = Callable[..., ControllerProcess]
 
 @pytest.fixture(scope="module")
 def start_controller(cluster: Cluster) -> Iterator[StartController]:
-    """start_controller(*args, wait_started=True) -> a running replica; every one is killed at module end."""
+    """start_controller(*args, wait_started=True, kubeconfig_from_env=False) -> a running replica (killed at
+    module end); with kubeconfig_from_env it finds the API server through KUBECONFIG, not --kubeconfig."""
     started: list[ControllerProcess] = []
 
-    def start(*args: str, wait_started: bool = True) -> ControllerProcess:
+    def start(*args: str, wait_started: bool = True, kubeconfig_from_env: bool = False) -> ControllerProcess:
         log = cluster.directory / f"controller-{len(started)}.log"
-        controller = ControllerProcess(cluster.server.kubeconfig, log, args)
+        controller = ControllerProcess(cluster.server.kubeconfig, log, args, kubeconfig_from_env)
         started.append(controller)
         return controller.start(wait_started)
 

@@ -47,8 +47,11 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0, in
 class ControllerProcess:
     """One controller replica as a child process, its log in a file; stopped by PID only."""
 
-    def __init__(self, kubeconfig: Path, log_file: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, kubeconfig: Path, log_file: Path, args: Sequence[str] = (), kubeconfig_from_env: bool = False
+    ) -> None:
         self.kubeconfig = kubeconfig
+        self.kubeconfig_from_env = kubeconfig_from_env
         self.log_file = log_file
         self.metrics_port = free_port()
         self.args = list(args)
@@ -58,9 +61,13 @@ class ControllerProcess:
         env = dict(os.environ)
         env.pop("KUBERNETES_SERVICE_HOST", None)
         env["PYTHONPATH"] = str(REPO)
+        if self.kubeconfig_from_env:
+            env["KUBECONFIG"] = str(self.kubeconfig)
+        else:
+            env.pop("KUBECONFIG", None)
         command = [
             sys.executable, "-m", "controller",
-            "--kubeconfig", str(self.kubeconfig),
+            *([] if self.kubeconfig_from_env else ["--kubeconfig", str(self.kubeconfig)]),
             "--metrics-port", str(self.metrics_port),
             "--metrics-address", "127.0.0.1",
             *FAST_LEASE,

@@ -70,7 +70,8 @@ def test_two_replicas_never_double_assign_and_fail_over(cluster: Cluster, start_
 def test_clean_shutdown_hands_the_lease_over_at_once(cluster: Cluster, start_controller: StartController):
     kubectl = cluster.kubectl
     leader = start_controller("--identity", "replica-c")
-    standby = start_controller("--identity", "replica-d", wait_started=False)
+    # This one finds the API server through KUBECONFIG alone.
+    standby = start_controller("--identity", "replica-d", wait_started=False, kubeconfig_from_env=True)
     wait_for("standby waiting", lambda: "event=leader_waiting" in standby.log())
     before = all_assigned(kubectl)
     leader.stop()  # SIGTERM: kopf's cleanup releases the Lease
