@@ -36,11 +36,17 @@ def merge_patch(target: Any, patch: Any) -> Any:
 # RFC 6902 JSON patch
 
 
+class JsonPatchError(ApiError):
+    """A JSON patch that cannot be applied. The real server answers a generic 422 (the json-patch library's
+    message is dropped from the Status); `detail` keeps it for logs and tests."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(422, "Invalid", "the server rejected our request due to an error in our request")
+        self.detail = detail
+
+
 def _bad_patch(message: str) -> ApiError:
-    # kube-apiserver answers a JSON patch that cannot be applied with 422 and this wording.
-    return ApiError(
-        422, "Invalid", f"the server rejected our request due to an error in our request: {message}"
-    )
+    return JsonPatchError(message)
 
 
 def _pointer(path: str) -> list[str]:
@@ -169,7 +175,7 @@ def json_patch(target: Any, ops: list[dict[str, Any]]) -> Any:
         elif kind == "test":
             path = _op_path(op)
             if _get(doc, path) != op.get("value"):
-                raise _bad_patch(f'testing value {path} failed: test failed')
+                raise _bad_patch(f"testing value {path} failed: test failed")
         else:
             raise _bad_patch(f'unexpected kind of operation "{kind}"')
     return doc

@@ -16,7 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.apiserver.errors import ApiError
-from lab.apiserver.patch import json_patch, merge_patch, strategic_merge_patch, supports_strategic_merge
+from lab.apiserver.patch import (
+    JsonPatchError,
+    json_patch,
+    merge_patch,
+    strategic_merge_patch,
+    supports_strategic_merge,
+)
 
 # ----------------------------------------------------------------------------------------------- merge patch
 
@@ -100,7 +106,10 @@ def test_json_patch_failed_test_is_422_and_atomic() -> None:
             ],
         )
     assert info.value.code == 422
-    assert info.value.message.startswith("the server rejected our request due to an error in our request")
+    assert info.value.message == "the server rejected our request due to an error in our request"
+    assert isinstance(info.value, JsonPatchError)
+    assert info.value.detail == "testing value /metadata/labels/a failed: test failed"
+    assert info.value.status()["message"] == "the server rejected our request due to an error in our request"
     assert doc == {"metadata": {"labels": {"a": "1"}}}
 
 
