@@ -17,6 +17,14 @@ from typing import IO
 READY_PREFIX = "ironlb-apiserver ready "
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ApiServerProcess:
     """`with ApiServerProcess(data_dir) as srv:` -> srv.url, srv.port, srv.kubeconfig, srv.pid.
 
@@ -48,7 +56,8 @@ class ApiServerProcess:
         self.url = ""
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
-        self.startup_seconds = 0.0
+        self.startup_seconds = 0.0  # wall clock from spawn to the ready line
+        self.startup_cpu_seconds = 0.0  # CPU the server used until ready (independent of machine load)
 
     @property
     def pid(self) -> int:
@@ -109,6 +118,7 @@ class ApiServerProcess:
             self.kill()
             raise RuntimeError(f"API server did not become ready: {self._log_tail()}")
         self.startup_seconds = time.monotonic() - began
+        self.startup_cpu_seconds = _cpu_seconds(self.proc.pid)
         fields = dict(part.split("=", 1) for part in line[len(READY_PREFIX) :].split() if "=" in part)
         self.url = fields["url"]
         self.port = int(self.url.rsplit(":", 1)[1])
