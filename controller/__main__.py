@@ -42,6 +42,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retry-period", type=float, default=2.0, help="seconds between lease attempts")
     parser.add_argument("--identity", default="", help="default: POD_NAME or host_pid")
     parser.add_argument("--workers", type=int, default=16, help="Services reconciled concurrently")
+    parser.add_argument(
+        "--resync-period", type=float, default=300.0, help="seconds between full Service re-lists (0: never)"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     if not args.renew_deadline < args.lease_duration:
@@ -73,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         retry_period=args.retry_period,
         identity=args.identity,
         workers=args.workers,
+        resync_period=args.resync_period,
     )
     controller = Controller(options, load_client_configuration(args.kubeconfig))
     asyncio.run(

@@ -61,6 +61,7 @@ class Options:
     retry_period: float = 2.0
     identity: str = ""
     workers: int = 16
+    resync_period: float = 300.0
 
 
 def default_identity() -> str:
@@ -147,6 +148,8 @@ class Controller:
             self._spawn(self._event_poster(), f"events-{index}")
         self._spawn(self._config_rebuilder(), "config")
         self._spawn(self._stats_flusher(), "stats")
+        if self.options.resync_period > 0:
+            self._spawn(self._resync_loop(), "resync")
         log.info("event=started identity=%s services=%d", self.identity, len(self.services))
 
     async def cleanup(self, **_: Any) -> None:
@@ -247,6 +250,29 @@ class Controller:
         for key in sorted(self.services, key=lambda k: _creation_order(self.services[k])):
             self.enqueue(key)
         self._stats_changed.set()
+
+    async def _resync_loop(self) -> None:
+        """Drop Services that vanished without a DELETED event reaching us (a watch gap), so their IPs are
+        not held forever. kopf's re-list after a broken watch reports what exists, not what went away."""
+        while True:
+            await asyncio.sleep(self.options.resync_period)
+            try:
+                listing = await self.client.list("/api/v1/services")
+            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
+                log.warning("event=resync_failed error=%r", str(e))
+                continue
+            list_version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+            present = {service_key(item) for item in listing.get("items") or []}
+            for key, cached in list(self.services.items()):
+                if key in present:
+                    continue
+                cached_version = str((cached.get("metadata") or {}).get("resourceVersion") or "")
+                # Only what the list should have contained: a Service created after the list is newer than it.
+                comparable = cached_version.isdigit() and list_version.isdigit()
+                if comparable and int(cached_version) <= int(list_version):
+                    log.info("event=resync_vanished service=%s", key)
+                    self.services.pop(key, None)
+                    self.enqueue(key)
 
     # ---- configuration ------------------------------------------------------------------------------------
 

@@ -21,8 +21,11 @@ CONFIG = REPO / "config"
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 T = TypeVar("T")
 
-# Short lease timings keep the HA and restart tests to seconds.
-FAST_LEASE = ("--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.3")
+# Short lease timings keep the HA and restart tests to seconds; a short resync period makes every test also
+# check that re-listing never drops a live Service.
+FAST_LEASE = (
+    "--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.3", "--resync-period", "1",
+)
 
 
 def free_port() -> int:
