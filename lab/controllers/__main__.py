@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lab.controllers import scheduling
+from lab.controllers.binder import PodBinder
 from lab.controllers.deployments import DeploymentController
 from lab.controllers.endpointslices import EndpointSliceController
 from lab.controllers.nodes import NodeLifecycleController
@@ -66,6 +67,7 @@ class ControllerManager:
         self.slice_controller = EndpointSliceController(
             kube, self.services, self.pods, self.nodes, self.endpoint_slices, self.endpoints
         )
+        self.binder = PodBinder(kube, self.pods, self.nodes)
         self.node_controller = NodeLifecycleController(
             kube, self.nodes, self.leases, self.pods, node_grace_seconds
         )
@@ -109,6 +111,7 @@ class ControllerManager:
             again = False
             controllers = (
                 ("nodes", self.node_controller),
+                ("binder", self.binder),
                 ("deployments", self.deployment_controller),
                 ("endpointslices", self.slice_controller),
             )

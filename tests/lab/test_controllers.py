@@ -218,6 +218,21 @@ def test_tutorial_deployment_and_service(
     assert new_pod["spec"]["containers"][0]["image"] == "nginx:1.16-alpine"
     wait_for("slice follows", lambda: slice_ips(kubectl, "nginx-svc") == {new_pod["status"]["podIP"]})
 
+    # A bare pod (kubectl run) gets a node from the binder and runs there.
+    kubectl("run", "bare", "--image=busybox", "--port=8080", "--labels=app=bare")
+
+    def bare_running() -> dict[str, Any] | None:
+        pod = get_json(kubectl, "pod", "bare")
+        ok = pod and pod["spec"].get("nodeName") in nodes and pod.get("status", {}).get("phase") == "Running"
+        return pod if ok else None
+
+    bare = wait_for("bare pod bound and Running", bare_running, timeout=30)
+    answer = curl_in(nodes[bare["spec"]["nodeName"]].netns, f"http://{bare['status']['podIP']}:8080/")
+    assert answer.startswith("bare "), answer
+    events = get_json(kubectl, "events", "--field-selector", "involvedObject.name=bare")
+    assert any(e["reason"] == "Scheduled" for e in events["items"]), events
+    kubectl("delete", "pod", "bare")
+
     kubectl("delete", "service", "nginx-svc")
     wait_for("slices deleted with the Service", lambda: not slice_of(kubectl, "nginx-svc"))
     wait_for("Endpoints gone with the Service", lambda: get_json(kubectl, "endpoints", "nginx-svc") is None)

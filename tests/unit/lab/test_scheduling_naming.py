@@ -71,3 +71,15 @@ def test_suffix_and_generate_name() -> None:
     assert naming.generate_name("web-", "abcde") == "web-abcde"
     long = naming.generate_name("x" * 80 + "-", "abcde")
     assert len(long) == 63 and long.endswith("abcde")
+
+
+def test_which_pods_the_binder_takes() -> None:
+    from lab.controllers.binder import needs_binding
+
+    assert needs_binding(pod("a", node_name=None))
+    assert not needs_binding(pod("b"))
+    assert not needs_binding(pod("c", node_name=None, terminating=True))
+    assert not needs_binding(pod("d", node_name=None, owner_uid="dep"))
+    other = pod("e", node_name=None)
+    other["spec"]["schedulerName"] = "my-scheduler"
+    assert not needs_binding(other)
