@@ -338,3 +338,37 @@ def test_services_allocated_through_admission(rest: Rest) -> None:
         "spec": {"clusterIP": "10.96.0.1", "ports": [{"port": 80}]},
     }
     assert rest.request("POST", SVCS, json.dumps(dup)).status_code == 422
+
+
+def test_core_and_events_k8s_io_events(rest: Rest) -> None:
+    core = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "web.1"},
+        "involvedObject": {"kind": "Service", "name": "web", "namespace": "default"},
+        "reason": "IPAllocated",
+        "message": "Assigned IP 192.0.2.10",
+        "type": "Normal",
+    }
+    rest.ok("POST", "/api/v1/namespaces/default/events", core)
+    other = {**core, "metadata": {"name": "db.1"}, "involvedObject": {"kind": "Service", "name": "db"}}
+    rest.ok("POST", "/api/v1/namespaces/default/events", other)
+    found = rest.ok(
+        "GET", "/api/v1/namespaces/default/events", fieldSelector="involvedObject.name=web,type=Normal"
+    )
+    assert [e["metadata"]["name"] for e in found["items"]] == ["web.1"]
+    new = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "web.2"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "ironlb.io/controller",
+        "reportingInstance": "controller-0",
+        "action": "Allocate",
+        "reason": "IPAllocated",
+        "regarding": {"kind": "Service", "name": "web", "namespace": "default"},
+        "type": "Normal",
+    }
+    rest.ok("POST", "/apis/events.k8s.io/v1/namespaces/default/events", new)
+    listed = rest.ok("GET", "/apis/events.k8s.io/v1/namespaces/default/events")
+    assert [e["metadata"]["name"] for e in listed["items"]] == ["web.2"]

@@ -107,3 +107,17 @@ def test_serving_certificate_names_bind_addresses_and_sans(tmp_path: Path) -> No
     names = sans.get_values_for_type(x509.DNSName)
     assert "api.ilbt.example" in names and "localhost" in names and "kubernetes.default.svc" in names
     assert ipaddress.ip_address("127.0.0.1") in sans.get_values_for_type(x509.IPAddress)
+
+
+def test_every_bind_address_serves(tmp_path: Path) -> None:
+    args = ["--bind-address", "127.0.0.1", "--bind-address", "127.0.0.2"]
+    with ApiServerProcess(tmp_path / "srv", extra_args=args) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        pem = ssl.get_server_certificate(("127.0.0.2", server.port))
+        rest = Rest(server.kubeconfig)
+        assert rest.ok("GET", "/api/v1/namespaces/default")["metadata"]["name"] == "default"
+        rest.close()
+    sans = x509.load_pem_x509_certificate(pem.encode()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert ipaddress.ip_address("127.0.0.2") in sans.value.get_values_for_type(x509.IPAddress)
