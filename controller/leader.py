@@ -36,6 +36,7 @@ class LeaderElector:
         self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
         self._collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self._namespace = namespace
+        self._ref = f"{namespace}/{name}"
         self._name = name
         self.identity = identity
         self._duration = lease_duration
@@ -51,11 +52,11 @@ class LeaderElector:
         logged = False
         while not await self._try_acquire_or_renew():
             if not logged:
-                log.info("event=leader_waiting lease=%s identity=%s", self._path, self.identity)
+                log.info("event=leader_waiting lease=%s identity=%s", self._ref, self.identity)
                 logged = True
             await asyncio.sleep(self._retry)
         self.is_leader = True
-        log.info("event=leader_acquired lease=%s/%s identity=%s", self._namespace, self._name, self.identity)
+        log.info("event=leader_acquired lease=%s identity=%s", self._ref, self.identity)
 
     async def keep(self, on_lost: Callable[[], None]) -> None:
         """Renew until renewals fail for longer than the renew deadline, then call `on_lost`."""
@@ -65,7 +66,7 @@ class LeaderElector:
                 continue
             if time.monotonic() - self._last_renew > self._renew_deadline:
                 self.is_leader = False
-                log.error("event=leader_lost lease=%s identity=%s", self._path, self.identity)
+                log.error("event=leader_lost lease=%s identity=%s", self._ref, self.identity)
                 on_lost()
                 return
 
@@ -85,7 +86,7 @@ class LeaderElector:
                 "renewTime": micro_time(),
             }
             await self._client.replace(self._path, lease)
-            log.info("event=leader_released lease=%s identity=%s", self._path, self.identity)
+            log.info("event=leader_released lease=%s identity=%s", self._ref, self.identity)
         except (ApiError, aiohttp.ClientError, OSError) as e:
             log.warning("event=leader_release_failed error=%r", str(e))
 
@@ -93,7 +94,7 @@ class LeaderElector:
         try:
             return await self._attempt()
         except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
-            log.warning("event=lease_error lease=%s/%s error=%r", self._namespace, self._name, str(e))
+            log.warning("event=lease_error lease=%s error=%r", self._ref, str(e))
             return False
 
     async def _attempt(self) -> bool:

@@ -139,7 +139,11 @@ class Controller:
                 self.client, o.namespace, o.lease_name, self.identity, o.lease_duration, o.renew_deadline,
                 o.retry_period,
             )
-            await self.elector.acquire()
+            try:
+                await self.elector.acquire()
+            except asyncio.CancelledError:
+                await self.client.close()  # stopped while standing by: kopf runs no cleanup then
+                raise
             self._spawn(self.elector.keep(self._leadership_lost), "lease")
         await self._initial_sync()
         for index in range(self.options.workers):
