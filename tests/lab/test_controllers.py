@@ -291,3 +291,139 @@ def test_silent_kubelet_makes_node_unreachable_and_its_endpoints_not_ready(
     )
     wait_for("endpoint ready again", lambda: slice_ips(kubectl, "nginx-svc") == {ip}, timeout=15)
     assert "node_unreachable" in controllers.text() and "Traceback" not in controllers.text()
+
+
+NODEPORT_AND_NAMESPACES = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx-app
+  labels:
+    app: nginx-app
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: nginx-app
+  template:
+    metadata:
+      labels:
+        app: nginx-app
+    spec:
+      containers:
+      - name: c1
+        image: nginx:1.15-alpine
+        imagePullPolicy: IfNotPresent
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nginx-app
+spec:
+  type: NodePort
+  selector:
+    app: nginx-app
+  ports:
+  - protocol: TCP
+    nodePort: 30001
+    port: 8060
+    targetPort: 80
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: ns1
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: deploy-nginx
+  namespace: ns1
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.15-alpine
+        imagePullPolicy: IfNotPresent
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: svc1
+  namespace: ns1
+spec:
+  selector:
+    app: nginx
+  clusterIP: None
+  ports:
+  - port: 80
+    targetPort: 80
+---
+kind: Service
+apiVersion: v1
+metadata:
+  name: external-svc1
+  namespace: ns1
+spec:
+  type: ExternalName
+  externalName: svc2.ns2.svc.cluster.local
+"""
+
+
+def test_tutorial_nodeport_headless_and_externalname(
+    apiserver: ApiServerProcess, kubectl, test_lab: NetnsLab, start_kubelet: StartKubelet, controllers: Proc
+) -> None:
+    node = test_lab.add_node(5)
+    start_kubelet(node)
+    wait_for("node Ready", lambda: _ready_nodes(kubectl) == {"node5"})
+    kubectl("apply", "-f", "-", input=NODEPORT_AND_NAMESPACES)
+
+    app = wait_for("nginx-app pods", lambda: _ready_in(kubectl, "default", "app=nginx-app", 2), timeout=30)
+    app_ips = {p["status"]["podIP"] for p in app}
+    wait_for("NodePort Service endpoints", lambda: endpoints_ips(kubectl, "nginx-app") == app_ips)
+    eps = kubectl("get", "endpoints", "nginx-app").stdout
+    assert all(f"{ip}:80" in eps for ip in app_ips), eps  # targetPort, not the Service port 8060
+    assert re.search(r"nginx-app\s+2/2\s+2\s+2", kubectl("get", "deployment.apps").stdout)
+
+    [ns1_pod] = wait_for("ns1 pod", lambda: _ready_in(kubectl, "ns1", "app=nginx", 1), timeout=30)
+    assert ns1_pod["metadata"]["name"].startswith("deploy-nginx-")
+
+    def headless_slice() -> dict[str, Any] | None:
+        listing = get_json(kubectl, "endpointslices", "-n", "ns1", "-l", "kubernetes.io/service-name=svc1")
+        items = (listing or {}).get("items") or []
+        ready = [e for s in items for e in s.get("endpoints") or [] if e["conditions"]["ready"]]
+        return items[0] if len(items) == 1 and len(ready) == 1 else None
+
+    es = wait_for("headless slice in ns1", headless_slice)
+    assert es["metadata"]["labels"]["service.kubernetes.io/headless"] == ""
+    assert es["endpoints"][0]["addresses"] == [ns1_pod["status"]["podIP"]]
+    # Namespaces stay apart: the default namespace's app=nginx-app pods are not in ns1's slice and vice versa.
+    assert ns1_pod["status"]["podIP"] not in app_ips
+    selector = "kubernetes.io/service-name=external-svc1"
+    external = get_json(kubectl, "endpointslices", "-n", "ns1", "-l", selector)
+    assert external is not None and external["items"] == []
+    assert get_json(kubectl, "endpoints", "-n", "ns1", "external-svc1") is None
+    assert "Traceback" not in controllers.text(), controllers.text()
+
+
+def _ready_in(kubectl, namespace: str, selector: str, count: int) -> list[dict[str, Any]] | None:
+    pods = get_json(kubectl, "pods", "-n", namespace, "-l", selector)
+    items = (pods or {}).get("items") or []
+    ready = [
+        p for p in items
+        if p.get("status", {}).get("podIP")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    ]  # fmt: skip
+    return ready if len(items) == count and len(ready) == count else None
