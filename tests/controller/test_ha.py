@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import time
 
 import pytest
@@ -94,3 +95,22 @@ def test_clean_shutdown_hands_the_lease_over_at_once(cluster: Cluster, start_con
     after = wait_for("after-handover served", lambda: served(cluster, len(before) + 1))
     no_duplicates(after)
     assert {key: after[key] for key in before} == before
+
+
+def test_leader_that_cannot_renew_stops_at_once(cluster: Cluster, start_controller: StartController):
+    # Its own Lease and class, so that it does not compete with the replicas of the other tests.
+    leader = start_controller(
+        "--identity", "replica-e", "--lease-name", "steal-me", "--load-balancer-class", "example.com/steal"
+    )
+    # Someone else now holds the lease (as after a network partition that outlived the lease).
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    patch = {"spec": {"holderIdentity": "intruder", "renewTime": now, "leaseDurationSeconds": 60}}
+    cluster.kubectl(
+        "patch", "lease", "steal-me", "-n", "metallb-system", "--type=merge", "-p", json.dumps(patch)
+    )
+    assert leader.proc is not None
+    lost_at = time.monotonic()
+    assert leader.proc.wait(10) == 1
+    # Renew deadline 2 s, retry period 0.3 s.
+    assert time.monotonic() - lost_at < 5
+    assert "event=leader_lost" in leader.log()
