@@ -22,12 +22,15 @@ updates = Counter("metallb_k8s_client_updates", "Number of Kubernetes object upd
 update_errors = Counter("metallb_k8s_client_update_errors", "Number of Kubernetes object updates that failed")
 
 _known_pools: set[str] = set()
+_serving: list[int] = []
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:
-    """Start the /metrics HTTP server in a daemon thread (port 0: no server)."""
-    if port:
+    """Start the /metrics HTTP server in a daemon thread (port 0: no server); once per process, so that a
+    retried kopf startup handler does not try to bind twice."""
+    if port and not _serving:
         start_http_server(port, addr=address)
+        _serving.append(port)
 
 
 def set_pool_stats(stats: Mapping[str, tuple[int, int]]) -> None:
