@@ -179,9 +179,7 @@ class KubeClient:
                 raise WatchExpired(path)
             if response.status >= 300:
                 raise _api_error(response.status, await response.text())
-            async for line in response.content:
-                if not line.strip():
-                    continue
+            async for line in _lines(response.content):
                 event = cast(JSON, json.loads(line))
                 if event.get("type") == "ERROR":
                     status = event.get("object") or {}
@@ -189,6 +187,20 @@ class KubeClient:
                         raise WatchExpired(path)
                     raise ApiError(int(status.get("code") or 500), str(status.get("reason")), str(status))
                 yield event
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Newline-separated records of any size (aiohttp's own line iterator refuses lines over 128 KiB, and a
+    ConfigMap may hold up to 1 MiB)."""
+    buffer = b""
+    async for chunk in stream.iter_any():
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
 
 
 def _api_error(status: int, text: str) -> ApiError:

@@ -221,3 +221,23 @@ def test_invalid_ip_address_pool_and_l2_advertisement(cluster: Cluster, controll
     wait_for("stale cleared", lambda: stale(controller) == 0)
     # Each problem was reported once, not on every rebuild.
     assert len(events(kubectl, "broken", "metallb-system", "InvalidConfig")) == 1
+
+
+def test_large_configmap_arrives_through_the_watch(cluster: Cluster, controller: ControllerProcess):
+    kubectl = cluster.kubectl
+    big = json.loads(json.dumps({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "config", "namespace": "metallb-system"},
+        "data": {
+            "config": GOOD + "- name: big\n  protocol: layer2\n  addresses: [192.168.90.0/30]\n",
+            # Other keys are ignored, but they make the watch event one 300 KiB line.
+            "notes": "x" * 300_000,
+        },
+    }))
+    # replace, not apply: apply would copy 300 KiB into the last-applied annotation.
+    kubectl("replace", "-f", "-", input=json.dumps(big))
+    apply(kubectl, service("in-big", annotations={"metallb.io/address-pool": "big"}))
+    [ip] = wait_ips(kubectl, "in-big")
+    assert in_network(ip, "192.168.90.0/30")
+    assert controller.alive()
