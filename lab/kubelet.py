@@ -610,7 +610,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not podnet.netns_exists(args.netns):
         log.error("event=no_node_netns netns=%s", args.netns)
         return 2
-    kube = Kube(args.kubeconfig)
+    try:
+        kube = Kube(args.kubeconfig)
+    except Exception as exc:  # a missing or broken kubeconfig: say which, no traceback
+        log.error("event=bad_kubeconfig path=%s error=%s", args.kubeconfig, exc)
+        return 2
     try:
         return Kubelet(args, kube).run()
     finally:

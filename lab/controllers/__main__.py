@@ -147,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    kube = Kube(args.kubeconfig)
+    try:
+        kube = Kube(args.kubeconfig)
+    except Exception as exc:  # a missing or broken kubeconfig: say which, no traceback
+        log.error("event=bad_kubeconfig path=%s error=%s", args.kubeconfig, exc)
+        return 2
     try:
         return ControllerManager(kube, args.node_monitor_grace_period).run()
     finally:
