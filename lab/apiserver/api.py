@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from lab.apiserver import errors
+from lab.apiserver import errors, validation
 from lab.apiserver.errors import ApiError, Cause
 from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, Registry, ResourceType
 from lab.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
@@ -209,6 +209,7 @@ class Api:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
+        _validate_metadata(rt, meta)
         if rt.reset_status_on_create:
             obj.pop("status", None)
         if rt.custom:
@@ -340,6 +341,7 @@ class Api:
                 else:
                     meta.pop(immutable, None)
             meta.pop("managedFields", None)
+            _validate_metadata(rt, meta, creating=False)
             if rt.has_status:
                 if "status" in old:
                     new["status"] = old["status"]
@@ -653,6 +655,32 @@ class Api:
             "storedVersions": stored,
         }
         return crd
+
+
+# Kinds whose names are path segments rather than DNS subdomains (e.g. "system:controller:x").
+PATH_SEGMENT_NAMED = {"roles", "rolebindings", "clusterroles", "clusterrolebindings"}
+
+
+def _validate_metadata(rt: ResourceType, meta: dict[str, Any], creating: bool = True) -> None:
+    """ObjectMeta validation every kind gets: name format (Services: admission checks it as a DNS-1035
+    label) and label keys and values. 422 Invalid with the real wording."""
+    causes: list[Cause] = []
+    name = str(meta.get("name", ""))
+    if creating and rt.key != ("", "services"):
+        if rt.key == NAMESPACE_KEY:
+            causes += validation.check_dns1123_label("metadata.name", name)
+        elif rt.plural in PATH_SEGMENT_NAMED and rt.group == "rbac.authorization.k8s.io":
+            if name in (".", "..") or "/" in name or "%" in name:
+                causes.append(validation.invalid("metadata.name", name, "may not contain '/' or '%'"))
+        else:
+            causes += validation.check_dns1123_subdomain("metadata.name", name)
+    causes += validation.check_label_map("metadata.labels", meta.get("labels"))
+    annotations = meta.get("annotations")
+    if annotations is not None and not (
+        isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())
+    ):
+        causes.append(validation.invalid("metadata.annotations", annotations, "must be a map of strings"))
+    validation.raise_invalid(rt.kind, rt.group, name, causes)
 
 
 def apply_schema_defaults(schema: dict[str, Any] | None, value: Any) -> Any:

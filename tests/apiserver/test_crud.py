@@ -372,3 +372,25 @@ def test_core_and_events_k8s_io_events(rest: Rest) -> None:
     rest.ok("POST", "/apis/events.k8s.io/v1/namespaces/default/events", new)
     listed = rest.ok("GET", "/apis/events.k8s.io/v1/namespaces/default/events")
     assert [e["metadata"]["name"] for e in listed["items"]] == ["web.2"]
+
+
+def test_metadata_validation(rest: Rest) -> None:
+    bad_name = rest.request("POST", CMS, configmap("Bad_Name"))
+    assert bad_name.status_code == 422
+    assert bad_name.json()["message"].startswith(
+        'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": '
+        "a lowercase RFC 1123 subdomain"
+    )
+    ns = rest.request(
+        "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}}
+    )
+    assert ns.status_code == 422 and "RFC 1123 label" in ns.json()["message"]
+    labels = rest.request("POST", CMS, configmap("ok", labels={"bad key!": "x"}))
+    assert labels.status_code == 422 and labels.json()["details"]["causes"][0]["field"] == "metadata.labels"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "system:controller:ilbt"},
+        "rules": [],
+    }
+    rest.ok("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", role)
