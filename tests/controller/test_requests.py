@@ -99,7 +99,8 @@ def test_sharing_allowed_and_refused(cluster: Cluster, controller: ControllerPro
     shared = {"metallb.io/allow-shared-ip": "web"}
     ip = "192.168.1.18"
     apply(kubectl, service("web-http", annotations=shared, ports=[(80, "TCP")], loadBalancerIP=ip))
-    apply(kubectl, service("web-https", annotations=shared, ports=[(443, "TCP")], loadBalancerIP=ip))
+    old_prefix = {"metallb.universe.tf/allow-shared-ip": "web"}  # the same key under the older prefix
+    apply(kubectl, service("web-https", annotations=old_prefix, ports=[(443, "TCP")], loadBalancerIP=ip))
     assert wait_ips(kubectl, "web-http") == ["192.168.1.18"]
     assert wait_ips(kubectl, "web-https") == ["192.168.1.18"]
 
