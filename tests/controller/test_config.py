@@ -11,6 +11,7 @@ import pytest
 
 from tests.controller.conftest import Cluster, StartController
 from tests.controller.helpers import (
+    CONFIG,
     ControllerProcess,
     apply,
     configmap,
@@ -241,3 +242,16 @@ def test_large_configmap_arrives_through_the_watch(cluster: Cluster, controller:
     [ip] = wait_ips(kubectl, "in-big")
     assert in_network(ip, "192.168.90.0/30")
     assert controller.alive()
+
+
+def test_shipped_manifests_install_and_examples_load(cluster: Cluster, controller: ControllerProcess):
+    kubectl = cluster.kubectl
+    kubectl("apply", "-k", str(CONFIG))  # namespace, CRDs, RBAC, Deployment: accepted as they are
+    kubectl("apply", "-f", str(CONFIG / "examples" / "ipaddresspool.yaml"))
+    wait_for(
+        "the example pool in the config",
+        lambda: controller.metrics().get('metallb_allocator_addresses_total{pool="more"}') == 11,
+    )
+    assert stale(controller) == 0
+    apply(kubectl, service("in-more", annotations={"metallb.io/address-pool": "more"}))
+    assert wait_ips(kubectl, "in-more") == ["192.168.10.110"]
