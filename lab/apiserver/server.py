@@ -508,6 +508,10 @@ class ApiServer:
                 await resp.write(self._bookmark(rt, initial_end=True))
             await self._pump(request, resp, watcher, encode, rt, timeout, bookmarks)
             return resp
+        except ConnectionResetError:
+            # The client went away (closed its watch); nothing to answer.
+            log.debug("event=watch_client_gone path=%s", request.path_qs)
+            return web.Response(status=499)
         finally:
             self.hub.remove(watcher)
 
