@@ -189,7 +189,7 @@ class Controller:
             return
         labels = _labels(body)
         self.namespace_labels[name] = labels
-        if old is not None and old != labels:
+        if old != labels:
             # Pools' namespace selectors may match now: retry what waits there. Assigned IPs stay.
             for key in list(self.pending):
                 if key.startswith(f"{name}/"):
@@ -456,6 +456,11 @@ class Controller:
             self.pending[key] = None
             return
         namespace, _, name = key.partition("/")
+        if service is not None and namespace not in self.namespace_labels:
+            # A namespace created after start-up whose watch event has not arrived yet: its labels may decide
+            # the pool (serviceAllocation.namespaceSelectors), so read them now rather than guess.
+            await self._load_namespace(namespace)
+            service = self.services.get(key)
         withdrawn = self.withdrawn.pop(key, ())
         outcome = reconcile_service(
             key,
@@ -517,6 +522,15 @@ class Controller:
             return
         for event in events:
             self._events.put_nowait((service, event))
+
+    async def _load_namespace(self, name: str) -> None:
+        try:
+            body = await self.client.get(f"/api/v1/namespaces/{name}")
+        except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
+            log.warning("event=namespace_read_failed namespace=%s error=%r", name, str(e))
+            return
+        if body is not None and name not in self.namespace_labels:
+            self.namespace_labels[name] = _labels(body)
 
     def _write_failed(self, key: str, error: Exception) -> None:
         metrics.update_errors.inc()

@@ -255,3 +255,17 @@ def test_shipped_manifests_install_and_examples_load(cluster: Cluster, controlle
     assert stale(controller) == 0
     apply(kubectl, service("in-more", annotations={"metallb.io/address-pool": "more"}))
     assert wait_ips(kubectl, "in-more") == ["192.168.10.110"]
+
+
+def test_labelling_a_namespace_admits_its_pending_service(cluster: Cluster, controller: ControllerProcess):
+    kubectl = cluster.kubectl
+    apply(kubectl, ip_address_pool(
+        "late-label", ["192.168.95.0/30"],
+        serviceAllocation={"namespaceSelectors": [{"matchLabels": {"team": "late"}}]},
+    ))
+    apply(kubectl, namespace("late"))
+    apply(kubectl, service("svc", namespace="late", annotations={"metallb.io/address-pool": "late-label"}))
+    wait_event(kubectl, "svc", "AllocationFailed", namespace="late", contains="does not admit")
+    kubectl("label", "namespace", "late", "team=late")
+    [ip] = wait_ips(kubectl, "svc", "late")
+    assert in_network(ip, "192.168.95.0/30")
