@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lab.controllers import scheduling
@@ -50,11 +50,13 @@ class ControllerManager:
         self.stopping = threading.Event()
         self._node_prints: dict[str, tuple[Any, ...]] = {}
         self.deployments = Informer(kube, "/apis/apps/v1/deployments", self._changed)
-        self.pods = Informer(kube, "/api/v1/pods", self._changed)
-        self.services = Informer(kube, "/api/v1/services", self._changed)
+        self.pods = Informer(kube, "/api/v1/pods", self._noting("pods"))
+        self.services = Informer(kube, "/api/v1/services", self._noting("services"))
         self.nodes = Informer(kube, "/api/v1/nodes", self._node_changed)
-        self.endpoint_slices = Informer(kube, "/apis/discovery.k8s.io/v1/endpointslices", self._changed)
-        self.endpoints = Informer(kube, "/api/v1/endpoints", self._changed)
+        self.endpoint_slices = Informer(
+            kube, "/apis/discovery.k8s.io/v1/endpointslices", self._noting("endpointslices")
+        )
+        self.endpoints = Informer(kube, "/api/v1/endpoints", self._noting("endpoints"))
         # Lease renewals only feed the cache: the periodic pass judges their age, they need not wake anyone.
         self.leases = Informer(
             kube, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lambda kind, obj: None
@@ -75,6 +77,13 @@ class ControllerManager:
     def _changed(self, kind: str, obj: Obj) -> None:
         self.wake.set()
 
+    def _noting(self, resource: str) -> Callable[[str, Obj], None]:
+        def changed(kind: str, obj: Obj) -> None:
+            self.slice_controller.note(resource, obj)
+            self.wake.set()
+
+        return changed
+
     def _node_changed(self, kind: str, obj: Obj) -> None:
         name = str(obj["metadata"]["name"])
         fingerprint = None if kind == "DELETED" else node_fingerprint(obj)
@@ -83,6 +92,7 @@ class ControllerManager:
                 self._node_prints.pop(name, None)
             else:
                 self._node_prints[name] = fingerprint
+            self.slice_controller.note("nodes", obj)
             self.wake.set()
 
     def _stop(self, *_: object) -> None:
@@ -101,7 +111,9 @@ class ControllerManager:
         log.info("event=started")
         again = True
         while not self.stopping.is_set():
-            self.wake.wait(SETTLE_SECONDS if again else self.resync_seconds)
+            woken = self.wake.wait(SETTLE_SECONDS if again else self.resync_seconds)
+            if not woken and not again:
+                self.slice_controller.mark_all()  # periodic resync: everything, not just what changed
             if self.stopping.is_set():
                 break
             # Let a burst of related events land first (a Service and its slices deleted together), so a pass
@@ -120,6 +132,7 @@ class ControllerManager:
                     again |= controller.sync_all()
                 except Exception as exc:  # a bug or an API outage must not end the controller-manager
                     log.exception("event=pass_failed controller=%s error=%r", name, exc)
+                    self.slice_controller.mark_all()
                     again = True
         for informer in self.informers:
             informer.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,44 @@ class EndpointSliceController:
         self.endpoint_slices = endpoint_slices
         self.endpoints = endpoints
         self.expectations = Expectations()
+        # What changed since the last pass, noted from the informer threads, so a pass only renders the
+        # Services concerned (thousands of Services must not be re-rendered for every pod update).
+        self._lock = threading.Lock()
+        self._all_dirty = True
+        self._dirty_services: set[tuple[str, str]] = set()
+        self._dirty_namespaces: set[str] = set()
+        self._retry: set[tuple[str, str]] = set()
+
+    def note(self, resource: str, obj: Obj) -> None:
+        """Record a change seen by an informer (called from its thread)."""
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        with self._lock:
+            if resource in ("services", "endpoints"):
+                self._dirty_services.add((namespace, str(meta.get("name"))))
+            elif resource == "endpointslices":
+                service = (meta.get("labels") or {}).get(slices.SERVICE_NAME_LABEL)
+                if service:
+                    self._dirty_services.add((namespace, str(service)))
+            elif resource == "pods":
+                self._dirty_namespaces.add(namespace)
+            else:
+                self._all_dirty = True
+
+    def mark_all(self) -> None:
+        with self._lock:
+            self._all_dirty = True
+
+    def _take_dirty(self) -> tuple[bool, set[tuple[str, str]], set[str]]:
+        with self._lock:
+            taken = (self._all_dirty, self._dirty_services | self._retry, self._dirty_namespaces)
+            self._all_dirty, self._dirty_services, self._dirty_namespaces, self._retry = (
+                False,
+                set(),
+                set(),
+                set(),
+            )
+        return taken
 
     def _lookup(self, key: tuple[str, str]) -> Obj | None:
         # Keys of slices and Endpoints cannot clash: slice names carry a generated suffix. Endpoints keys are
@@ -51,7 +90,9 @@ class EndpointSliceController:
         return self.endpoint_slices.get(*key)
 
     def sync_all(self) -> bool:
-        """One pass over every Service; True when something is still settling (run again soon)."""
+        """One pass over the Services that changed (all of them after a node change or on resync); True when
+        something is still settling (run again soon)."""
+        full, dirty, namespaces = self._take_dirty()
         nodes = {str(n["metadata"]["name"]): n for n in self.nodes.list()}
         pods_by_ns: dict[str, list[Obj]] = {}
         for pod in self.pods.list():
@@ -71,7 +112,10 @@ class EndpointSliceController:
         services = {_key(s): s for s in self.services.list()}
         now = time.monotonic()
         for key, svc in services.items():
+            if not (full or key in dirty or key[0] in namespaces):
+                continue
             if not self.expectations.satisfied(key, self._lookup, now):
+                self._retry.add(key)
                 again = True
                 continue
             try:
@@ -81,16 +125,18 @@ class EndpointSliceController:
                     self.delete_slices(key, managed_slices.get(key, []))
             except ApiError as exc:
                 log.warning("event=sync_failed service=%s/%s error=%s", *key, exc)
+                self._retry.add(key)
                 again = True
         if self.services.synced.is_set():
             for key, leftovers in managed_slices.items():
-                if key not in services:
+                if key not in services and (full or key in dirty):
                     self.delete_slices(key, leftovers)
             for ep in self.endpoints.list():
                 labels = ep["metadata"].get("labels") or {}
                 if (
                     labels.get(ENDPOINTS_MANAGED_BY_LABEL) == ENDPOINTS_MANAGED_BY
                     and _key(ep) not in services
+                    and (full or _key(ep) in dirty)
                 ):
                     self._delete(resource_path("v1", "endpoints", *_key(ep)), _key(ep), "endpoints")
         return again
