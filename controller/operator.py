@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,14 @@ def _creation_order(service: Mapping[str, Any]) -> tuple[str, str]:
     return str(metadata.get("creationTimestamp") or ""), service_key(service)
 
 
+class RetryForever:
+    """kopf's API retry delays: a few quick ones, then every 10 s for as long as the API server is away
+    (kopf's default gives up after ~1 minute and stops the operator). Iterable afresh for every request."""
+
+    def __iter__(self) -> Iterator[float]:
+        return itertools.chain((1.0, 1.0, 2.0, 3.0, 5.0), itertools.repeat(10.0))
+
+
 class Controller:
     """The reconciliation state and the tasks that act on it (all on kopf's event loop)."""
 
@@ -130,6 +139,7 @@ class Controller:
         settings.scanning.disabled = True
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        settings.networking.error_backoffs = RetryForever()
         metrics.serve(self.options.metrics_port, self.options.metrics_address)
         metrics.config_loaded.set(0)
         metrics.config_stale.set(0)
