@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from lab.apiserver import errors, validation
+from lab.apiserver import crdvalidation, errors, validation
 from lab.apiserver.errors import ApiError, Cause
 from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, Registry, ResourceType
 from lab.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
@@ -214,6 +214,7 @@ class Api:
             obj.pop("status", None)
         if rt.custom:
             obj = apply_schema_defaults(rt.schema, obj)
+            validation.raise_invalid(rt.kind, rt.group, name, crdvalidation.validate(rt.schema, obj))
         obj = self.admission.create(rt.group, rt.plural, obj, dry_run)
         if rt.key == CRD_KEY:
             obj = self._crd_prepare(obj)
@@ -324,6 +325,10 @@ class Api:
             else:
                 candidate.pop("status", None)
             candidate["apiVersion"] = old["apiVersion"]
+            if rt.custom:
+                candidate = apply_schema_defaults(rt.schema, candidate)
+                causes = crdvalidation.validate(rt.schema, candidate)
+                validation.raise_invalid(rt.kind, rt.group, old_meta["name"], causes)
             result = self.admission.update_status(rt.group, rt.plural, old, candidate, dry_run)
         else:
             meta = new["metadata"]
@@ -349,6 +354,8 @@ class Api:
                     new.pop("status", None)
             if rt.custom:
                 new = apply_schema_defaults(rt.schema, new)
+                causes = crdvalidation.validate(rt.schema, new)
+                validation.raise_invalid(rt.kind, rt.group, old_meta["name"], causes)
             if rt.has_generation and _spec_part(new) != _spec_part(old):
                 meta["generation"] = int(old_meta.get("generation", 1)) + 1
             result = self.admission.update(rt.group, rt.plural, old, new, dry_run)

@@ -157,3 +157,57 @@ def test_crd_survives_restart(tmp_path: Path) -> None:
         rest = Rest(server.kubeconfig)
         assert rest.ok("GET", f"{WIDGETS}/kept")["spec"]["color"] == "green"
         rest.close()
+
+
+def test_custom_resources_are_validated_against_the_schema(rest: Rest) -> None:
+    crd = copy.deepcopy(CRD)
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]
+    spec["required"] = ["color"]
+    spec["properties"]["color"]["enum"] = ["red", "blue"]
+    spec["properties"]["size"].update({"minimum": 1, "maximum": 10})
+    spec["properties"]["parts"]["maxItems"] = 2
+    rest.ok("POST", CRDS, crd)
+    ok = rest.ok("POST", WIDGETS, widget("fine", color="red", size=2))
+    assert ok["spec"]["size"] == 2
+    resp = rest.request("POST", WIDGETS, widget("bad", color="green", size="big"))
+    assert resp.status_code == 422
+    status = resp.json()
+    assert status["reason"] == "Invalid"
+    assert status["message"] == (
+        'Widget.ilbt.example.com "bad" is invalid: [spec.color: Unsupported value: "green": '
+        'supported values: "red", "blue", spec.size: Invalid value: "string": '
+        'spec.size in body must be of type integer: "string"]'
+    )
+    missing = rest.request("POST", WIDGETS, widget("nocolor", size=20, parts=[{}, {}, {}]))
+    fields = sorted(c["field"] for c in missing.json()["details"]["causes"])
+    assert fields == ["spec.color", "spec.parts", "spec.size"]
+    update = rest.request(
+        "PATCH", f"{WIDGETS}/fine", {"spec": {"size": 0}}, content_type="application/merge-patch+json"
+    )
+    assert update.status_code == 422 and "should be greater than or equal to 1" in update.json()["message"]
+    bad_status = rest.request(
+        "PATCH",
+        f"{WIDGETS}/fine/status",
+        {"status": {"phase": 3}},
+        content_type="application/merge-patch+json",
+    )
+    assert bad_status.status_code == 422
+
+
+def test_metallb_crds_and_examples_are_accepted(kubectl) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    kubectl("apply", "-f", str(repo / "config" / "crd"))
+    kubectl("wait", "--for=condition=Established", "crd/ipaddresspools.metallb.io", "--timeout=10s")
+    kubectl("create", "namespace", "metallb-system")
+    kubectl("apply", "-f", str(repo / "config" / "examples" / "ipaddresspool.yaml"))
+    bad = kubectl(
+        "apply",
+        "-f",
+        "-",
+        check=False,
+        input="apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n"
+        "metadata: {name: x, namespace: metallb-system}\nspec: {autoAssign: 'yes'}\n",
+    )
+    assert bad.returncode != 0
+    assert "spec.autoAssign" in bad.stderr and "must be of type boolean" in bad.stderr
