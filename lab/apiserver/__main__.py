@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import fcntl
 import logging
 import os
 import secrets
@@ -126,11 +127,28 @@ def _ssl_context(material: pki.Pki) -> ssl.SSLContext:
     return ctx
 
 
+def _lock_data_dir(data_dir: Path, wait: float = 10.0) -> int:
+    """One server per data dir: two journals appending to one file would corrupt it. A predecessor still
+    shutting down gets `wait` seconds to release the lock."""
+    fd = os.open(data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise SystemExit(f"ironlb-apiserver: {data_dir} is in use by another API server") from None
+            time.sleep(0.05)
+
+
 async def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     data_dir: Path | None = args.data_dir
+    lock: int | None = None
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_data_dir(data_dir)
     binds: list[str] = args.bind_address or ["127.0.0.1"]
     material = pki.load_or_create(data_dir / "pki" if data_dir else None, binds + list(args.tls_san))
     tokens = load_tokens(data_dir)
@@ -190,6 +208,8 @@ async def serve(args: argparse.Namespace) -> int:
         await runner.cleanup()
     if journal is not None:
         journal.close()
+    if lock is not None:
+        os.close(lock)
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+import threading
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -121,3 +123,25 @@ def test_every_bind_address_serves(tmp_path: Path) -> None:
         x509.SubjectAlternativeName
     )
     assert ipaddress.ip_address("127.0.0.2") in sans.value.get_values_for_type(x509.IPAddress)
+
+
+def test_one_server_per_data_dir_and_a_successor_waits(tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    first = ApiServerProcess(data).start()
+    rest = Rest(first.kubeconfig)
+    rest.ok("POST", CMS, configmap("before"))
+    rest.close()
+    successor = ApiServerProcess(data)
+    stopper = threading.Timer(1.0, first.stop)
+    stopper.start()
+    began = time.monotonic()
+    successor.start()  # blocks on the data dir lock until the first server has exited
+    try:
+        assert first.proc is not None and first.proc.poll() is not None
+        assert time.monotonic() - began >= 0.9
+        rest = Rest(successor.kubeconfig)
+        assert rest.ok("GET", f"{CMS}/before")["metadata"]["name"] == "before"
+        rest.close()
+    finally:
+        stopper.join()
+        successor.stop()
