@@ -135,9 +135,8 @@ def test_one_server_per_data_dir_and_a_successor_waits(tmp_path: Path) -> None:
     stopper = threading.Timer(1.0, first.stop)
     stopper.start()
     began = time.monotonic()
-    successor.start()  # blocks on the data dir lock until the first server has exited
+    successor.start()  # blocks on the data dir lock until the first server has let it go at its exit
     try:
-        assert first.proc is not None and first.proc.poll() is not None
         assert time.monotonic() - began >= 0.9
         rest = Rest(successor.kubeconfig)
         assert rest.ok("GET", f"{CMS}/before")["metadata"]["name"] == "before"
