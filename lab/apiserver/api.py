@@ -25,6 +25,7 @@ log = logging.getLogger("ironlb.apiserver")
 
 GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 SYSTEM_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"]
+IMMORTAL_NAMESPACES = {"default", "kube-system", "kube-public"}  # the real NamespaceLifecycle plugin refuses
 
 
 class AdmissionLike(Protocol):
@@ -390,6 +391,14 @@ class Api:
         old = self.store.get(rt.key, ns, name)
         if old is None:
             raise errors.not_found(rt.plural, name, rt.group)
+        if rt.key == NAMESPACE_KEY and name in IMMORTAL_NAMESPACES:
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                kind="namespaces",
+                name=name,
+            )
         options = options or {}
         pre = options.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != old["metadata"].get("uid"):

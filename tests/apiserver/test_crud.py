@@ -394,3 +394,10 @@ def test_metadata_validation(rest: Rest) -> None:
         "rules": [],
     }
     rest.ok("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", role)
+
+
+def test_system_namespaces_cannot_be_deleted(rest: Rest) -> None:
+    resp = rest.request("DELETE", "/api/v1/namespaces/default")
+    assert resp.status_code == 403
+    assert resp.json()["message"] == 'namespaces "default" is forbidden: this namespace may not be deleted'
+    assert rest.ok("GET", "/api/v1/namespaces/default")["status"]["phase"] == "Active"
