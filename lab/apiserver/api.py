@@ -191,7 +191,13 @@ class Api:
                 raise errors.invalid(
                     rt.kind,
                     "",
-                    [Cause("metadata.name", "name or generateName is required", "FieldValueRequired")],
+                    [
+                        Cause(
+                            "metadata.name",
+                            "Required value: name or generateName is required",
+                            "FieldValueRequired",
+                        )
+                    ],
                     rt.group,
                 )
         name = meta["name"]
