@@ -55,6 +55,8 @@ def test_tutorial_service_gets_first_address_and_second_the_next(
     assert event["type"] == "Normal"
     assert event["involvedObject"]["kind"] == "Service"
     assert event["involvedObject"]["uid"] == svc["metadata"]["uid"]
+    described = kubectl("describe", "service", "nginx-metallb").stdout
+    assert "IPAllocated" in described and 'Assigned IP ["192.168.10.90"]' in described
     # kopf keeps no progress state or finalizers on the Services it watches.
     assert not svc["metadata"].get("finalizers")
     assert not [a for a in svc["metadata"]["annotations"] if "kopf" in a]
