@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 import kopf
+import kubernetes.config
 
 from controller.kube import load_client_configuration
 from controller.operator import Controller, Options, build_registry
@@ -78,7 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         resync_period=args.resync_period,
     )
-    controller = Controller(options, load_client_configuration(args.kubeconfig))
+    try:
+        configuration = load_client_configuration(args.kubeconfig)
+    except (kubernetes.config.ConfigException, OSError) as e:
+        log = logging.getLogger("controller")
+        log.error("event=no_credentials kubeconfig=%s error=%r", args.kubeconfig, str(e))
+        return 2
+    controller = Controller(options, configuration)
     asyncio.run(
         kopf.operator(registry=build_registry(controller), clusterwide=True, standalone=True)
     )
