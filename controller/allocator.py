@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from common.pools import Config, IPAddress, Pool, is_buggy_ip
@@ -377,7 +377,8 @@ class Allocator:
 
     def _pick(self, request: ServiceRequest, state: _PoolState, version: int) -> IPAddress | None:
         """The IP of ``version`` the request would get in this pool: the lowest IP it can share under its
-        sharing key, else the lowest free one."""
+        sharing key, else the lowest free one. (MetalLB takes whichever its scan meets first; preferring the
+        shared IP keeps Services that asked to share together even when a lower address is free.)"""
         if request.sharing_key is not None:
             shared = self._shared.get((state.pool.name, version, request.sharing_key), ())
             for ip in sorted(shared):
@@ -474,14 +475,3 @@ class Allocator:
         without.sort(key=lambda entry: entry[0])
         return [entry[3] for entry in with_allocation] + [entry[1] for entry in without]
 
-
-def restore_all(
-    allocator: Allocator, services: Iterable[tuple[ServiceRequest, Sequence[IPAddress]]]
-) -> list[ServiceRequest]:
-    """Adopt every Service's existing IPs (controller start), oldest decisions first as given; returns the
-    requests whose IPs could not be adopted (the caller assigns those after all adoptions)."""
-    rejected = []
-    for request, ips in services:
-        if not ips or allocator.restore(request, ips) is None:
-            rejected.append(request)
-    return rejected
