@@ -1,1 +1,4 @@
-"""The IP address management operator: LoadBalancer Services get external IPs from MetalLB-compatible pools."""
+"""The IP address management operator.
+
+LoadBalancer Services get external IPs from MetalLB-compatible address pools.
+"""
