@@ -13,6 +13,9 @@ from lab.apiserver.selectors import FieldRequirement, Requirement, fields_match,
 from lab.apiserver.store import Event, Key, Obj
 
 STOP: tuple[str, Obj, Event | None] = ("STOP", {}, None)
+# A watcher this far behind is closed, as the real server closes too-slow watchers; the client re-watches
+# from its last resourceVersion (replayed from the history, or 410 and a re-list).
+MAX_BACKLOG = 100_000
 
 
 @dataclass(eq=False)
@@ -22,6 +25,7 @@ class Watcher:
     labels: list[Requirement]
     fields: list[FieldRequirement]
     queue: asyncio.Queue[tuple[str, Obj, Event | None]] = field(default_factory=asyncio.Queue)
+    overflowed: bool = False
 
     @property
     def filtered(self) -> bool:
@@ -51,9 +55,16 @@ class Watcher:
         return None
 
     def offer(self, event: Event) -> None:
+        if self.overflowed:
+            return
         etype = self.translate(event)
-        if etype is not None:
-            self.queue.put_nowait((etype, event.obj, event))
+        if etype is None:
+            return
+        if self.queue.qsize() >= MAX_BACKLOG:
+            self.overflowed = True
+            self.queue.put_nowait(STOP)
+            return
+        self.queue.put_nowait((etype, event.obj, event))
 
 
 class WatchHub:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from lab.apiserver import pki, protobuf
+from lab.apiserver import pki, protobuf, watch
 from lab.apiserver.errors import ApiError
 from lab.apiserver.persistence import FileJournal
 from lab.apiserver.resources import Registry
@@ -200,3 +200,17 @@ def test_pki_reuses_the_ca_and_issues_sans(tmp_path: Path) -> None:
     }
     client = x509.load_pem_x509_certificate(first.client_cert_pem)
     assert client.subject.rfc4514_string() == "CN=kubernetes-admin,O=system:masters"
+
+
+async def test_a_watcher_too_far_behind_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watch, "MAX_BACKLOG", 3)
+    hub = watch.WatchHub()
+    store = Store()
+    store.listeners.append(hub.dispatch)
+    slow = hub.add(watch.Watcher(("", "configmaps"), "", [], []))
+    picky = hub.add(watch.Watcher(("", "configmaps"), "other", [], []))
+    for i in range(6):
+        store.put(("", "configmaps"), obj(f"c{i}"))
+    items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
+    assert [i[0] for i in items] == ["ADDED", "ADDED", "ADDED", "STOP"] and slow.overflowed
+    assert picky.queue.empty() and not picky.overflowed  # other namespace: nothing queued
