@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +17,23 @@ KUBECTL = REPO / ".venv" / "bin" / "kubectl"
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
+CALL_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def apiserver(tmp_path: Path) -> Iterator[ApiServerProcess]:
-    """A started API server with its data dir under tmp_path; stopped (SIGTERM) afterwards."""
+def apiserver(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ApiServerProcess]:
+    """A started API server with its data dir under tmp_path; stopped (SIGTERM) afterwards. When the test
+    fails, the tail of the server's log is printed with the failure."""
     server = ApiServerProcess(data_dir=tmp_path / "apiserver")
     server.start()
     try:
@@ -27,6 +41,9 @@ def apiserver(tmp_path: Path) -> Iterator[ApiServerProcess]:
     finally:
         server.stop()
         server.cleanup()
+        log = server.log_file
+        if request.node.stash.get(CALL_FAILED, False) and log is not None and log.exists():
+            print(f"--- {log} (tail) ---\n{log.read_text()[-4000:]}")
 
 
 def make_kubectl(kubeconfig: Path) -> Kubectl:
