@@ -574,6 +574,59 @@ class Api:
                 updated["metadata"].pop("ownerReferences", None)
             self.store.put(key, updated)
 
+    # -- pods/binding (what the scheduler posts) ----------------------------------------------------
+
+    def bind(self, rt: ResourceType, namespace: str, name: str, binding: Any, dry_run: bool = False) -> Obj:
+        """Assign a pod to a node: spec.nodeName, the binding's annotations, condition PodScheduled."""
+        old = self.store.get(rt.key, namespace, name)
+        if old is None:
+            raise errors.not_found(rt.plural, name, rt.group)
+        target = (binding.get("target") or {}) if isinstance(binding, dict) else {}
+        node = target.get("name")
+        if not node:
+            raise errors.invalid(
+                "Binding", name, [Cause("target.name", "Required value", "FieldValueRequired")]
+            )
+        if old["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is being deleted, '
+                "cannot be assigned to a host",
+                kind="pods/binding",
+                name=name,
+            )
+        assigned = (old.get("spec") or {}).get("nodeName")
+        if assigned:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already assigned '
+                f'to node "{assigned}"',
+                kind="pods/binding",
+                name=name,
+            )
+        new = copy.deepcopy(old)
+        new.setdefault("spec", {})["nodeName"] = node
+        annotations = ((binding.get("metadata") or {}).get("annotations")) or {}
+        if annotations:
+            new["metadata"].setdefault("annotations", {}).update(annotations)
+        status = new.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conditions.append(
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": rfc3339(self.now()),
+            }
+        )
+        status["conditions"] = conditions
+        if not dry_run:
+            self.store.put(rt.key, new)
+            self.after_write()
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
     # -- scale subresource --------------------------------------------------------------------------
 
     def get_scale(self, rt: ResourceType, namespace: str, name: str) -> Obj:

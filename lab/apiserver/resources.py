@@ -318,6 +318,16 @@ class Registry:
                         "verbs": list(SUB_VERBS),
                     }
                 )
+            if rt.key == ("", "pods"):
+                resources.append(
+                    {
+                        "name": "pods/binding",
+                        "singularName": "",
+                        "namespaced": True,
+                        "kind": "Binding",
+                        "verbs": ["create"],
+                    }
+                )
             if rt.key == NAMESPACE_KEY:
                 resources.append(
                     {

@@ -244,6 +244,7 @@ class ApiServer:
             (sub == "status" and rt.has_status)
             or (sub == "scale" and rt.has_scale)
             or (sub == "finalize" and rt.plural == "namespaces" and not rt.group)
+            or (sub == "binding" and rt.plural == "pods" and not rt.group)
         ):
             raise _path_not_found(request)
         return Route(rt, namespace, name, sub, watch_path)
@@ -271,6 +272,9 @@ class ApiServer:
                 return resp
             else:
                 resp = self._list(request, rt, ns)
+        elif method == "POST" and sub == "binding":
+            body = await _read_body(request)
+            resp = json_response(self.api.bind(rt, ns, name, body, dry_run), status=201)
         elif method == "POST":
             if name:
                 raise ApiError(

@@ -401,3 +401,30 @@ def test_system_namespaces_cannot_be_deleted(rest: Rest) -> None:
     assert resp.status_code == 403
     assert resp.json()["message"] == 'namespaces "default" is forbidden: this namespace may not be deleted'
     assert rest.ok("GET", "/api/v1/namespaces/default")["status"]["phase"] == "Active"
+
+
+def test_pod_binding_subresource(rest: Rest) -> None:
+    pods = "/api/v1/namespaces/default/pods"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    rest.ok("POST", pods, pod)
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "p", "annotations": {"a": "b"}},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "node1"},
+    }
+    done = rest.request("POST", f"{pods}/p/binding", binding)
+    assert done.status_code == 201 and done.json()["status"] == "Success"
+    bound = rest.ok("GET", f"{pods}/p")
+    assert bound["spec"]["nodeName"] == "node1" and bound["metadata"]["annotations"] == {"a": "b"}
+    scheduled = [c for c in bound["status"]["conditions"] if c["type"] == "PodScheduled"]
+    assert scheduled and scheduled[0]["status"] == "True"
+    again = rest.request("POST", f"{pods}/p/binding", binding)
+    assert again.status_code == 409 and 'already assigned to node "node1"' in again.json()["message"]
+    resources = {r["name"]: r for r in rest.ok("GET", "/api/v1")["resources"]}
+    assert resources["pods/binding"]["verbs"] == ["create"]
