@@ -10,165 +10,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import Kubectl
-
-NGINX_APP = """
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-app
-  labels:
-    app: nginx-app
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: nginx-app
-  template:
-    metadata:
-      labels:
-        app: nginx-app
-    spec:
-      containers:
-      - name: c1
-        image: nginx:1.15-alpine
-        imagePullPolicy: IfNotPresent
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx-app
-spec:
-  type: NodePort
-  selector:
-    app: nginx-app
-  ports:
-  - protocol: TCP
-    nodePort: 30001
-    port: 8060
-    targetPort: 80
-"""
-
-NGINX_METALLB = """
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-metallb
-spec:
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx-metallb1
-        image: nginx:1.15-alpine
-        imagePullPolicy: IfNotPresent
-        ports:
-        - containerPort: 80
-
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx-metallb
-spec:
-  ports:
-  - port: 8090
-    protocol: TCP
-    targetPort: 80
-  selector:
-    app: nginx
-  type: LoadBalancer
-"""
-
-HEADLESS = """
-apiVersion: v1
-kind: Service
-metadata:
-  name: headless-service
-  namespace: default
-spec:
-  type: ClusterIP     # ClusterIP类型,也是默认类型
-  clusterIP: None     # None就代表是无头service
-  ports:                                # 指定service 端口及容器端口
-  - port: 80                            # service ip中的端口
-    protocol: TCP
-    targetPort: 80                      # pod中的端口
-  selector:                             # 指定后端pod标签
-     app: nginx                    # 可通过kubectl get pod -l app=nginx查看哪些pod在使用此标签
-"""
-
-EXTERNAL_NAME = """
-apiVersion: v1
-kind: Service
-metadata:
-  name: my-externalname
-  namespace: default
-spec:
-  type: ExternalName
-  externalName: www.baidu.com                  # 对应的外部域名为www.baidu.com
-"""
-
-NGINX_SVC = """
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-server1
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-     metadata:
-       labels:
-         app: nginx
-     spec:
-       containers:
-       - name: nginx-smart
-         image: nginx:1.15-alpine
-         imagePullPolicy: IfNotPresent
-         ports:
-         - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx-svc
-spec:
-  type: ClusterIP
-  ports:
-  - protocol: TCP
-    port: 80
-    targetPort: 80
-  selector:
-    app: nginx
-"""
-
-METALLB_CONFIG = """
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: metallb-system
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  namespace: metallb-system
-  name: config
-data:
-  config: |
-    address-pools:
-    - name: default
-      protocol: layer2
-      addresses:
-      - 192.168.10.90-192.168.10.100
-"""
+from tests.tutorial import (
+    EXTERNAL_NAME,
+    HEADLESS,
+    METALLB_CONFIG,
+    METALLB_NAMESPACE,
+    NGINX_APP,
+    NGINX_METALLB,
+    NGINX_SVC,
+)
 
 CLUSTER_IP = re.compile(r"^10\.(9[6-9]|10[0-9]|11[01])\.\d+\.\d+$")  # inside 10.96.0.0/12
 
@@ -207,7 +57,7 @@ def test_tutorial_apply_then_get_svc_prints_the_real_columns(kubectl: Kubectl) -
         "my-externalname",
         "ExternalName",
         "<none>",
-        "www.baidu.com",
+        "www.example.com",
         "<none>",
     ]
     _, kind, cluster_ip, external, ports, age = rows["nginx-app"]
@@ -346,7 +196,7 @@ def test_apply_rejects_invalid_objects_with_the_servers_message(kubectl: Kubectl
     assert 'Service "headless-service" is invalid' in result.stderr
     assert "may not be set to 'None' for NodePort services" in result.stderr
     two_ports = EXTERNAL_NAME.replace("type: ExternalName", "type: ClusterIP").replace(
-        "  externalName: www.baidu.com                  # 对应的外部域名为www.baidu.com\n",
+        "  externalName: www.example.com\n",
         "  ports:\n  - port: 80\n  - port: 81\n",
     )
     result = kubectl("apply", "-f", "-", input=two_ports, check=False)
@@ -370,7 +220,7 @@ def _status(kubectl: Kubectl, resource: str, name: str, status: dict[str, Any], 
 @pytest.mark.timeout(120)
 def test_get_prints_the_real_columns_for_other_kinds(kubectl: Kubectl) -> None:
     apply(kubectl, NGINX_APP)
-    apply(kubectl, METALLB_CONFIG)
+    apply(kubectl, METALLB_NAMESPACE + "\n---\n" + METALLB_CONFIG)
     node = {
         "apiVersion": "v1",
         "kind": "Node",

@@ -12,6 +12,7 @@ from lab.apiserver.openapi import (
     openapi_v3_group_version,
     unknown_fields,
 )
+from tests.tutorial import NGINX_APP, TUTORIAL_DIR, manifest
 
 CORE: list[dict[str, Any]] = [
     {"group": "", "version": "v1", "kind": k, "plural": p, "namespaced": ns, "schema": None}
@@ -192,78 +193,16 @@ def test_kind_without_schema_is_permissive() -> None:
     assert unknown_fields([open_kind], "example.com", "v1", "Thing", {"spec": {"anything": 1}}) == []
 
 
-TUTORIAL = """
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-app
-  labels:
-    app: nginx-app
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: nginx-app
-  template:
-    metadata:
-      labels:
-        app: nginx-app
-    spec:
-      containers:
-      - name: c1
-        image: nginx:1.15-alpine
-        imagePullPolicy: IfNotPresent
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx-app
-spec:
-  type: NodePort
-  selector:
-    app: nginx-app
-  ports:
-  - protocol: TCP
-    nodePort: 30001
-    port: 8060
-    targetPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: my-externalname
-  namespace: default
-spec:
-  type: ExternalName
-  externalName: www.baidu.com
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  namespace: metallb-system
-  name: config
-data:
-  config: |
-    address-pools:
-    - name: default
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: ns1
-"""
 
 
 def test_tutorial_objects_have_no_unknown_fields() -> None:
-    for obj in yaml.safe_load_all(TUTORIAL):
+    for obj in yaml.safe_load_all(manifest(*sorted(p.name for p in TUTORIAL_DIR.glob("*.yaml")))):
         group, _, version = obj["apiVersion"].rpartition("/")
         assert unknown_fields(KINDS, group, version, obj["kind"], obj) == [], obj["kind"]
 
 
 def test_misspelt_fields_are_reported_with_their_paths() -> None:
-    docs = list(yaml.safe_load_all(TUTORIAL))
+    docs = list(yaml.safe_load_all(NGINX_APP))
     deployment, service = docs[0], docs[1]
     service["spec"]["prots"] = service["spec"].pop("ports")
     service["metadata"]["lables"] = {"a": "b"}

@@ -18,7 +18,6 @@ from tests.conftest import Kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
-MANIFESTS = Path(__file__).resolve().parent / "manifests"
 T = TypeVar("T")
 
 # Short lease timings keep the HA and restart tests to seconds; a short resync period makes every test also

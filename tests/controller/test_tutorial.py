@@ -9,8 +9,6 @@ import pytest
 
 from tests.controller.conftest import Cluster, StartController
 from tests.controller.helpers import (
-    CONFIG,
-    MANIFESTS,
     ControllerProcess,
     all_assigned,
     apply,
@@ -23,6 +21,7 @@ from tests.controller.helpers import (
     wait_for,
     wait_ips,
 )
+from tests.tutorial import TUTORIAL_DIR
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +30,7 @@ POOL = [f"192.168.10.{n}" for n in range(90, 101)]
 
 @pytest.fixture(scope="module")
 def controller(cluster: Cluster, start_controller: StartController) -> ControllerProcess:
-    apply(cluster.kubectl, CONFIG / "examples" / "metallb-config.yaml")
+    apply(cluster.kubectl, TUTORIAL_DIR / "metallb-config.yaml")
     return start_controller()
 
 
@@ -39,7 +38,7 @@ def test_tutorial_service_gets_first_address_and_second_the_next(
     cluster: Cluster, controller: ControllerProcess
 ):
     kubectl = cluster.kubectl
-    apply(kubectl, MANIFESTS / "nginx-metallb.yaml")
+    apply(kubectl, TUTORIAL_DIR / "nginx-metallb.yaml")
     assert wait_ips(kubectl, "nginx-metallb") == ["192.168.10.90"]
     apply(kubectl, service("second"))
     assert wait_ips(kubectl, "second") == ["192.168.10.91"]

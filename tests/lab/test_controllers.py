@@ -22,44 +22,10 @@ from tests.lab.kubelet_fixtures import (
     test_lab_fixture,  # noqa: F401  (fixture)
     wait_for,
 )
+from tests.tutorial import NGINX_APP, NGINX_SVC, NS1
 
 pytestmark = pytest.mark.root
 
-TUTORIAL = """
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-server1
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-     metadata:
-       labels:
-         app: nginx
-     spec:
-       containers:
-       - name: nginx-smart
-         image: nginx:1.15-alpine
-         imagePullPolicy: IfNotPresent
-         ports:
-         - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx-svc
-spec:
-  type: ClusterIP
-  ports:
-  - protocol: TCP
-    port: 80
-    targetPort: 80
-  selector:
-    app: nginx
-"""
 
 
 @pytest.fixture
@@ -128,7 +94,7 @@ def test_tutorial_deployment_and_service(
     for node in nodes.values():
         start_kubelet(node)
     wait_for("both nodes Ready", lambda: _ready_nodes(kubectl) == set(nodes))
-    kubectl("apply", "-f", "-", input=TUTORIAL)
+    kubectl("apply", "-f", "-", input=NGINX_SVC)
 
     pods = wait_for("2 nginx pods Ready", lambda: ready_pods(kubectl, 2), timeout=30)
     template_hash = pods[0]["metadata"]["labels"]["pod-template-hash"]
@@ -263,7 +229,7 @@ def test_silent_kubelet_makes_node_unreachable_and_its_endpoints_not_ready(
     kubelet = start_kubelet(node, "--heartbeat-interval", "0.5")
     controllers = start_controllers("--node-monitor-grace-period", "3")
     wait_for("node Ready", lambda: _ready_nodes(kubectl) == {"node4"})
-    kubectl("apply", "-f", "-", input=TUTORIAL.replace("replicas: 2", "replicas: 1"))
+    kubectl("apply", "-f", "-", input=NGINX_SVC.replace("replicas: 2", "replicas: 1"))
     [pod] = wait_for("pod Ready", lambda: ready_pods(kubectl, 1), timeout=30)
     ip = pod["status"]["podIP"]
     wait_for("ready endpoint", lambda: slice_ips(kubectl, "nginx-svc") == {ip})
@@ -293,93 +259,6 @@ def test_silent_kubelet_makes_node_unreachable_and_its_endpoints_not_ready(
     assert "node_unreachable" in controllers.text() and "Traceback" not in controllers.text()
 
 
-NODEPORT_AND_NAMESPACES = """
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-app
-  labels:
-    app: nginx-app
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: nginx-app
-  template:
-    metadata:
-      labels:
-        app: nginx-app
-    spec:
-      containers:
-      - name: c1
-        image: nginx:1.15-alpine
-        imagePullPolicy: IfNotPresent
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx-app
-spec:
-  type: NodePort
-  selector:
-    app: nginx-app
-  ports:
-  - protocol: TCP
-    nodePort: 30001
-    port: 8060
-    targetPort: 80
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: ns1
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: deploy-nginx
-  namespace: ns1
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.15-alpine
-        imagePullPolicy: IfNotPresent
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: svc1
-  namespace: ns1
-spec:
-  selector:
-    app: nginx
-  clusterIP: None
-  ports:
-  - port: 80
-    targetPort: 80
----
-kind: Service
-apiVersion: v1
-metadata:
-  name: external-svc1
-  namespace: ns1
-spec:
-  type: ExternalName
-  externalName: svc2.ns2.svc.cluster.local
-"""
 
 
 def test_tutorial_nodeport_headless_and_externalname(
@@ -388,7 +267,7 @@ def test_tutorial_nodeport_headless_and_externalname(
     node = test_lab.add_node(5)
     start_kubelet(node)
     wait_for("node Ready", lambda: _ready_nodes(kubectl) == {"node5"})
-    kubectl("apply", "-f", "-", input=NODEPORT_AND_NAMESPACES)
+    kubectl("apply", "-f", "-", input=NGINX_APP + "\n---\n" + NS1)
 
     app = wait_for("nginx-app pods", lambda: _ready_in(kubectl, "default", "app=nginx-app", 2), timeout=30)
     app_ips = {p["status"]["podIP"] for p in app}

@@ -17,47 +17,13 @@ import pytest
 from lab.runner import Lab
 from lab.topology import load_topology
 from tests.conftest import make_kubectl
+from tests.tutorial import NGINX_SVC
 
 from .conftest import REPO, LabFactory, lab_cli, lab_leftovers, ns_run, topology_copy
 
 pytestmark = pytest.mark.root
 
 # The tutorial's 02_create_deployment_app_nginx_with_service.yaml, verbatim (odd indentation included).
-TUTORIAL_NGINX = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-server1
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-     metadata:
-       labels:
-         app: nginx
-     spec:
-       containers:
-       - name: nginx-smart
-         image: nginx:1.15-alpine
-         imagePullPolicy: IfNotPresent
-         ports:
-         - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx-svc
-spec:
-  type: ClusterIP
-  ports:
-  - protocol: TCP
-    port: 80
-    targetPort: 80
-  selector:
-    app: nginx
-"""
 
 
 def wait_for(what: str, probe: Any, timeout: float = 60.0) -> Any:
@@ -93,7 +59,7 @@ def test_tutorial_nginx_on_the_lab(tmp_path: Path, lab_factory: LabFactory):
         assert str(planned.ipv4.ip) in internal  # type: ignore[union-attr]
 
     manifest = tmp_path / "02_create_deployment_app_nginx_with_service.yaml"
-    manifest.write_text(TUTORIAL_NGINX)
+    manifest.write_text(NGINX_SVC)
     kubectl("apply", "-f", str(manifest))
 
     def ready_pods() -> list[dict[str, Any]]:
