@@ -68,7 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _make_admission(args: argparse.Namespace) -> Admission:
-    low, high = (int(x) for x in args.service_node_port_range.split("-"))
+    text = str(args.service_node_port_range)
+    low_text, _, high_text = text.partition("-")
+    if not (low_text.isdigit() and high_text.isdigit() and 0 < int(low_text) <= int(high_text) <= 65535):
+        raise ValueError(f"--service-node-port-range {text!r}: expected LOW-HIGH, e.g. 30000-32767")
+    low, high = int(low_text), int(high_text)
     return Admission(
         service_cidr=args.service_cluster_ip_range,
         node_port_range=(low, high),
@@ -104,7 +108,11 @@ def _listen(addresses: list[str], port: int) -> list[socket.socket]:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        s.bind((addr, port))
+        try:
+            s.bind((addr, port))
+        except OSError as exc:
+            s.close()
+            raise OSError(f"cannot listen on {addr} port {port}: {exc.strerror}") from exc
         s.listen(512)
         s.setblocking(False)
         port = s.getsockname()[1]
@@ -220,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    return asyncio.run(serve(args))
+    try:
+        return asyncio.run(serve(args))
+    except (ValueError, OSError) as exc:
+        # Bad flags (a malformed range or CIDR) or an unusable address/port: one clear line, no traceback.
+        print(f"ironlb-apiserver: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
