@@ -42,25 +42,27 @@ class FileJournal:
             with self.journal_path.open("rb") as f:
                 data = f.read()
             lines = data.split(b"\n")
-            good_len = 0
+            kept = bytearray()
             for i, line in enumerate(lines):
                 if not line.strip():
-                    good_len += len(line) + 1
                     continue
                 try:
                     rec = json.loads(line)
                 except ValueError:
-                    # A torn final record (killed mid-write) was never acknowledged: drop it.
+                    # A torn final record (killed mid-write) was never acknowledged: drop it. A bad record
+                    # in the middle (a failed write the server survived) is skipped, not the rest with it.
                     if i < len(lines) - 1:
-                        log.warning("event=journal_corrupt line=%d", i + 1)
-                    break
+                        log.warning("event=journal_corrupt line=%d action=skipped", i + 1)
+                    continue
                 if int(rec["rv"]) > store.rv:
                     store.replay(int(rec["rv"]), rec["op"], (rec["g"], rec["r"]), rec["obj"])
                     replayed += 1
-                good_len += len(line) + 1
-            if good_len < len(data):
-                with self.journal_path.open("r+b") as f:
-                    f.truncate(min(good_len, len(data)))
+                kept += line + b"\n"
+            if bytes(kept) != data:
+                # Rewrite it clean (whole records, newline-terminated) before appending to it again.
+                tmp = self.journal_path.with_suffix(".jsonl.tmp")
+                tmp.write_bytes(bytes(kept))
+                tmp.replace(self.journal_path)
         self._records = replayed
         self._store = store
         self._file = self.journal_path.open("ab", buffering=0)

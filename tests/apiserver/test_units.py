@@ -214,3 +214,21 @@ async def test_a_watcher_too_far_behind_is_closed(monkeypatch: pytest.MonkeyPatc
     items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
     assert [i[0] for i in items] == ["ADDED", "ADDED", "ADDED", "STOP"] and slow.overflowed
     assert picky.queue.empty() and not picky.overflowed  # other namespace: nothing queued
+
+
+def test_journal_skips_a_bad_middle_record_and_terminates_the_last(tmp_path: Path) -> None:
+    key = ("", "configmaps")
+    rec = (
+        '{"rv": %d, "op": "put", "g": "", "r": "configmaps", '
+        '"obj": {"metadata": {"name": "c%d", "namespace": "default"}}}'
+    )
+    (tmp_path / "journal.jsonl").write_text(rec % (1, 1) + "\nnot json\n" + rec % (3, 3))  # no final newline
+    store = Store()
+    journal = FileJournal(tmp_path)
+    assert journal.load(store) == 2
+    store.journal = journal
+    store.put(key, obj("c4"))
+    journal.close()
+    again = Store()
+    assert FileJournal(tmp_path).load(again) == 3
+    assert [o["metadata"]["name"] for o in again.list_objects(key)] == ["c1", "c3", "c4"]
