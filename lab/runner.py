@@ -83,6 +83,12 @@ class LabPaths:
     def apiserver_dir(self) -> Path:
         return self.state_dir / "apiserver"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """TMPDIR of the lab's processes. The kubernetes client copies kubeconfig credentials into temp files
+        that a killed process never removes; here they go with the lab."""
+        return self.state_dir / "tmp"
+
     def kubelet_dir(self, node: LabNode) -> Path:
         return self.state_dir / "kubelet" / node.name
 
@@ -123,8 +129,9 @@ def node_kubeconfig_text(admin_kubeconfig: str, server: str) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(tmp_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
+    env["TMPDIR"] = str(tmp_dir)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -264,7 +271,8 @@ class Lab:
         return "started"
 
     def _start_cluster(self, timeout: float) -> None:
-        env = _child_env()
+        self.paths.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        env = _child_env(self.paths.tmp_dir)
         gateway = str(self.plan.mgmt_gateway4.ip)
         api_argv = [
             sys.executable, "-m", "lab.apiserver",

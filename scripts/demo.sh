@@ -19,7 +19,8 @@ export KUBECONFIG="$state/kubeconfig"
 # The controller runs beside the lab's processes; its command line names the lab's state dir, so
 # `python -m lab down` stops it with the rest.
 if ! { [ -f "$state/ironlb-controller.pid" ] && kill -0 "$(cat "$state/ironlb-controller.pid")" 2>/dev/null; }; then
-    setsid python -m controller --kubeconfig "$KUBECONFIG" --metrics-address 127.0.0.1 --metrics-port 7472 \
+    mkdir -p "$state/tmp"
+    TMPDIR="$state/tmp" setsid python -m controller --kubeconfig "$KUBECONFIG" --metrics-address 127.0.0.1 --metrics-port 7472 \
         >"$state/ironlb-controller.log" 2>&1 </dev/null &
     echo $! >"$state/ironlb-controller.pid"
 fi

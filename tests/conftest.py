@@ -30,6 +30,25 @@ def pytest_runtest_makereport(
 CALL_FAILED = pytest.StashKey[bool]()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def children_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """TMPDIR for every process the tests start.
+
+    The kubernetes client copies kubeconfig credentials into temp files, and a process killed on purpose (the
+    restart and failover tests) never removes them; inside pytest's temp tree they go with it.
+    """
+    path = tmp_path_factory.mktemp("children-tmp")
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous
+
+
 @pytest.fixture
 def apiserver(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ApiServerProcess]:
     """A started API server with its data dir under tmp_path; stopped (SIGTERM) afterwards. When the test
