@@ -15,10 +15,11 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from common.selectors import Requirement
 from lab.apiserver import crdvalidation, errors, validation
 from lab.apiserver.errors import ApiError, Cause
 from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, Registry, ResourceType
-from lab.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
+from lab.apiserver.selectors import FieldRequirement, fields_match, labels_match
 from lab.apiserver.store import Event, Key, Obj, Store
 
 log = logging.getLogger("ironlb.apiserver")

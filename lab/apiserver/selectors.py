@@ -6,30 +6,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from common.selectors import Requirement
 from lab.apiserver.errors import bad_request
 
-
-@dataclass(frozen=True)
-class Requirement:
-    key: str
-    op: str  # "=", "!=", "in", "notin", "exists", "!"
-    values: tuple[str, ...] = ()
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        present = self.key in labels
-        value = labels.get(self.key)
-        if self.op == "=":
-            return present and value == self.values[0]
-        if self.op == "!=":
-            return not present or value != self.values[0]
-        if self.op == "in":
-            return present and value in self.values
-        if self.op == "notin":
-            return not present or value not in self.values
-        if self.op == "exists":
-            return present
-        return not present  # "!"
-
+# The query-string operators, as Kubernetes maps them onto LabelSelectorRequirement operators.
+_SET_OPERATORS = {"in": "In", "notin": "NotIn"}
 
 _SET_RE = re.compile(r"^\s*([^\s!=(),]+)\s+(in|notin)\s*\(([^)]*)\)\s*")
 _EQ_RE = re.compile(r"^\s*([^\s!=(),]+)\s*(==|=|!=)\s*([^\s,]*)\s*")
@@ -49,18 +30,18 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
         m = _SET_RE.match(rest)
         if m:
             values = tuple(v.strip() for v in m.group(3).split(",") if v.strip())
-            reqs.append(Requirement(_check_key(m.group(1), text), m.group(2), values))
+            reqs.append(Requirement(_check_key(m.group(1), text), _SET_OPERATORS[m.group(2)], values))
         else:
             m = _EQ_RE.match(rest)
             if m:
-                op = "!=" if m.group(2) == "!=" else "="
-                reqs.append(Requirement(_check_key(m.group(1), text), op, (m.group(3),)))
+                operator = "NotIn" if m.group(2) == "!=" else "In"
+                reqs.append(Requirement(_check_key(m.group(1), text), operator, (m.group(3),)))
             else:
                 m = _EXISTS_RE.match(rest)
                 if not m:
                     raise bad_request(f"unable to parse requirement: {text!r}")
-                op = "!" if m.group(1) else "exists"
-                reqs.append(Requirement(_check_key(m.group(2), text), op))
+                operator = "DoesNotExist" if m.group(1) else "Exists"
+                reqs.append(Requirement(_check_key(m.group(2), text), operator))
         rest = rest[m.end() :]
         if rest.strip():
             if not rest.lstrip().startswith(","):

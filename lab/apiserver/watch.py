@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from lab.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
+from common.selectors import Requirement
+from lab.apiserver.selectors import FieldRequirement, fields_match, labels_match
 from lab.apiserver.store import Event, Key, Obj
 
 STOP: tuple[str, Obj, Event | None] = ("STOP", {}, None)

@@ -41,22 +41,3 @@ def labels_match(selector: Mapping[str, str], labels: Mapping[str, str] | None) 
     """Equality-based selector (a Service's spec.selector, a matchLabels map)."""
     labels = labels or {}
     return all(labels.get(key) == value for key, value in selector.items())
-
-
-def label_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str] | None) -> bool:
-    """A metav1.LabelSelector (matchLabels + matchExpressions); an empty selector matches everything."""
-    selector = selector or {}
-    labels = labels or {}
-    if not labels_match(selector.get("matchLabels") or {}, labels):
-        return False
-    for expr in selector.get("matchExpressions") or []:
-        key, operator, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if operator == "In" and labels.get(key) not in values:
-            return False
-        if operator == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if operator == "Exists" and key not in labels:
-            return False
-        if operator == "DoesNotExist" and key in labels:
-            return False
-    return True
