@@ -24,6 +24,7 @@ import aiohttp
 import kopf
 
 from common.errors import RequestError
+from common.events import event_body
 from common.pools import Config
 from controller import metrics
 from controller.allocator import Allocator, Assignment
@@ -570,32 +571,17 @@ class Controller:
                 log.warning("event=event_post_failed reason=%s error=%r", event.reason, str(e))
 
     async def _post_event(self, obj: Mapping[str, Any], event: Event) -> None:
-        metadata = obj.get("metadata") or {}
-        namespace = str(metadata.get("namespace") or "default")
-        name = str(metadata.get("name") or "")
-        now = datetime.datetime.now(datetime.UTC)
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{name}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion", "v1"),
-                "kind": obj.get("kind", "Service"),
-                "namespace": namespace,
-                "name": name,
-                "uid": metadata.get("uid"),
-                "resourceVersion": metadata.get("resourceVersion"),
-            },
-            "reason": event.reason,
-            "message": event.message,
-            "type": event.type,
-            "count": 1,
-            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self.identity,
-        }
+        namespace = str((obj.get("metadata") or {}).get("namespace") or "default")
+        body = event_body(
+            obj,
+            event_type=event.type,
+            reason=event.reason,
+            message=event.message,
+            component=COMPONENT,
+            now=datetime.datetime.now(datetime.UTC),
+            instance=self.identity,
+            default_kind="Service",
+        )
         await self.client.create(f"/api/v1/namespaces/{namespace}/events", body)
 
     async def _stats_flusher(self) -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import ipaddress
 import json
 import logging
 import os
 import platform
 import queue
-import secrets
 import signal
 import subprocess
 import sys
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from common.events import event_body
 from lab import pods as podnet
 from lab import podspec
 from lab.ipam import IpamError, PodAddresses, PodIpam
@@ -520,28 +521,17 @@ class Kubelet:
     def event(self, pod: Obj, kind: str, reason: str, message: str) -> None:
         meta = pod["metadata"]
         namespace = str(meta.get("namespace") or "default")
-        now = now_rfc3339()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": meta["name"],
-                "namespace": namespace,
-                "uid": meta.get("uid", ""),
-            },
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": "kubelet", "host": self.node},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.node,
-        }
+        body = event_body(
+            pod,
+            event_type=kind,
+            reason=reason,
+            message=message,
+            component="kubelet",
+            now=datetime.datetime.now(datetime.UTC),
+            instance=self.node,
+            host=self.node,
+            default_kind="Pod",
+        )
         try:
             self.kube.create(resource_path("v1", "events", namespace), body)
         except Exception as exc:

@@ -7,13 +7,13 @@ Deployment pods are left alone: the Deployment controller schedules (and if need
 
 from __future__ import annotations
 
+import datetime
 import logging
-import secrets
 import time
-from typing import Any
 
+from common.events import event_body
 from lab.controllers import podstate, scheduling
-from lab.kubeclient import ApiError, Informer, Kube, Obj, now_rfc3339, resource_path
+from lab.kubeclient import ApiError, Informer, Kube, Obj, resource_path
 
 log = logging.getLogger("lab.controllers.binder")
 
@@ -101,27 +101,15 @@ class PodBinder:
     def event(self, pod: Obj, kind: str, reason: str, message: str) -> None:
         meta = pod["metadata"]
         namespace = str(meta.get("namespace") or "default")
-        now = now_rfc3339()
-        body: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": meta["name"],
-                "namespace": namespace,
-                "uid": meta.get("uid", ""),
-            },
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": "default-scheduler"},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "reportingComponent": "default-scheduler",
-        }
+        body = event_body(
+            pod,
+            event_type=kind,
+            reason=reason,
+            message=message,
+            component="default-scheduler",
+            now=datetime.datetime.now(datetime.UTC),
+            default_kind="Pod",
+        )
         try:
             self.kube.create(resource_path("v1", "events", namespace), body)
         except ApiError as exc:

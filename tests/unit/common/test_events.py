@@ -1,0 +1,45 @@
+import datetime
+
+from common.events import event_body
+
+NOW = datetime.datetime(2026, 11, 27, 12, 0, 5, tzinfo=datetime.UTC)
+
+
+def test_event_names_the_object_and_its_source():
+    pod = {"metadata": {"name": "web-1", "namespace": "ns1", "uid": "u-1", "resourceVersion": "7"}}
+    body = event_body(
+        pod,
+        event_type="Warning",
+        reason="Failed",
+        message="bad port",
+        component="kubelet",
+        now=NOW,
+        instance="node1",
+        host="node1",
+        default_kind="Pod",
+    )
+    assert body["metadata"] == {"generateName": "web-1.", "namespace": "ns1"}
+    assert body["involvedObject"] == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": "ns1",
+        "name": "web-1",
+        "uid": "u-1",
+        "resourceVersion": "7",
+    }
+    assert (body["type"], body["reason"], body["message"]) == ("Warning", "Failed", "bad port")
+    assert body["source"] == {"component": "kubelet", "host": "node1"}
+    assert body["firstTimestamp"] == body["lastTimestamp"] == "2026-11-27T12:00:05Z"
+    assert body["reportingInstance"] == "node1"
+
+
+def test_kind_and_api_version_of_the_object_win_over_defaults():
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}
+    body = event_body(
+        svc, event_type="Normal", reason="IPAllocated", message="m", component="c", now=NOW, default_kind="x"
+    )
+    assert body["involvedObject"]["kind"] == "Service"
+    assert body["involvedObject"]["namespace"] == "default"
+    assert "uid" not in body["involvedObject"]
+    assert "reportingInstance" not in body
+    assert body["source"] == {"component": "c"}
