@@ -139,9 +139,10 @@ class ApiServer:
         return resp
 
     def _authenticate(self, request: web.Request) -> str | None:
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            token = auth[7:].strip()
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        # The scheme is case-insensitive, as in the real server: in-cluster clients send "bearer <token>".
+        if scheme.lower() == "bearer":
+            token = token.strip()
             for known, user in self.config.tokens.items():
                 if hmac.compare_digest(known.encode(), token.encode()):
                     return user

@@ -91,6 +91,9 @@ def test_compaction_keeps_everything(tmp_path: Path) -> None:
 def test_bearer_token_and_unauthenticated(apiserver: ApiServerProcess) -> None:
     with_token = Rest(apiserver.kubeconfig, token=apiserver.token, use_cert=False)
     assert with_token.ok("GET", "/api/v1/namespaces/default")["metadata"]["name"] == "default"
+    # The scheme is case-insensitive: the kubernetes client's in-cluster loader sends "bearer <token>".
+    with_token.session.headers["Authorization"] = f"bearer {apiserver.token}"
+    assert with_token.ok("GET", "/api/v1/namespaces/default")["metadata"]["name"] == "default"
     anonymous = Rest(apiserver.kubeconfig, use_cert=False)
     denied = anonymous.request("GET", "/api/v1/namespaces")
     assert denied.status_code == 401 and denied.json()["reason"] == "Unauthorized"
