@@ -1,0 +1,19 @@
+# The image config/controller.yaml runs: `docker build -t ironlb:0.1.0 .`
+# Our CI machines have no container engine, so this file is not built there; the same package and entry point are
+# what every test runs.
+FROM python:3.11-slim
+
+WORKDIR /opt/ironlb
+COPY pyproject.toml constraints.txt README.md ./
+COPY common common
+COPY controller controller
+COPY speaker speaker
+COPY dataplane dataplane
+COPY lab lab
+RUN pip install --no-cache-dir --disable-pip-version-check -c constraints.txt . \
+    && rm -rf /root/.cache
+
+# Matches the Deployment's securityContext: no root, read-only root filesystem, /tmp an emptyDir.
+USER 65534:65534
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENTRYPOINT ["python", "-m", "controller"]
