@@ -63,6 +63,9 @@ def default_state_root() -> Path:
     return Path(os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT)
 
 
+SERVICE_CIDR_V6 = "fd00:10:96::/112"
+
+
 @dataclass(frozen=True)
 class LabPaths:
     state_dir: Path
@@ -282,6 +285,8 @@ class Lab:
             "--bind-address", "127.0.0.1",
             "--bind-address", gateway,
             "--tls-san", gateway,
+            # The lab's nodes and pods are dual-stack, so its Service network is too.
+            "--service-cluster-ip-range-v6", SERVICE_CIDR_V6,
         ]  # fmt: skip
         pid = self.supervisor.start("apiserver", api_argv, env=env)
         ready = self.supervisor.wait_for_line("apiserver", pid, _READY_RE, timeout=min(timeout, 30.0))

@@ -4,6 +4,7 @@ nginx Deployment (2 replicas) and Service give 2 Ready pods with IPs, EndpointSl
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import signal
 import subprocess
@@ -98,6 +99,21 @@ def test_tutorial_nginx_on_the_lab(tmp_path: Path, lab_factory: LabFactory):
             result = ns_run(node.netns, "curl", "-sS", "--max-time", "5", f"http://{ip}:80/")
             assert result.returncode == 0, f"{node.name} -> {ip}: {result.stderr}"
             assert result.stdout.split()[0] == name, f"{node.name} -> {ip}: {result.stdout!r}"
+
+    # The lab is dual-stack end to end: every pod has an address of each family, and so does a Service that
+    # requires both.
+    for pod in pods:
+        families = [ipaddress.ip_address(entry["ip"]).version for entry in pod["status"]["podIPs"]]
+        assert families == [4, 6], pod["status"]
+    dual = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "nginx-dual"},
+        "spec": {"ipFamilyPolicy": "RequireDualStack", "selector": {"app": "nginx"}, "ports": [{"port": 80}]},
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(dual))
+    cluster_ips = json.loads(kubectl("get", "svc", "nginx-dual", "-o", "json").stdout)["spec"]["clusterIPs"]
+    assert [ipaddress.ip_address(ip).version for ip in cluster_ips] == [4, 6]
 
     # Inside a node, `exec` points kubectl at the API server through the mgmt gateway.
     get_pods = ["kubectl", "get", "pods", "-l", "app=nginx", "-o", "name"]
