@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import csv
 import fcntl
+import ipaddress
 import logging
 import os
 import secrets
@@ -49,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bind-address", action="append", default=[], help="address to listen on (repeatable)")
     p.add_argument(
         "--tls-san", action="append", default=[], help="extra serving-certificate SAN (repeatable)"
+    )
+    p.add_argument(
+        "--advertise-address",
+        help="the address the default/kubernetes Endpoints name (default: the first bind address that is "
+        "neither loopback nor unspecified, else the first bind address)",
     )
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     p.add_argument("--service-cluster-ip-range-v6", default=None)
@@ -150,6 +156,15 @@ def _lock_data_dir(data_dir: Path, wait: float = 10.0) -> int:
             time.sleep(0.05)
 
 
+def advertised_address(binds: list[str]) -> str:
+    """What the kubernetes Service's endpoints name when no --advertise-address is given."""
+    for bind in binds:
+        ip = ipaddress.ip_address(bind)
+        if not (ip.is_loopback or ip.is_unspecified):
+            return bind
+    return "127.0.0.1" if ipaddress.ip_address(binds[0]).is_unspecified else binds[0]
+
+
 async def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     data_dir: Path | None = args.data_dir
@@ -182,6 +197,7 @@ async def serve(args: argparse.Namespace) -> int:
     host = "127.0.0.1" if binds[0] in ("0.0.0.0", "::") else binds[0]
     url_host = f"[{host}]" if ":" in host else host
     url = f"https://{url_host}:{port}"
+    api.reconcile_kubernetes_endpoints(args.advertise_address or advertised_address(binds), port)
     server = ApiServer(
         api,
         ServerConfig(

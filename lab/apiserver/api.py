@@ -120,6 +120,58 @@ class Api:
             }
             self.create(self._rt(("", "services")), "default", svc)
 
+    def reconcile_kubernetes_endpoints(self, address: str, port: int) -> None:
+        """Point the default/kubernetes Service at this server, as the real one does at every start: its
+        targetPort, and its Endpoints and EndpointSlice (the Service has no selector, so no controller
+        writes them). Unchanged objects are not rewritten."""
+        services = self._rt(("", "services"))
+        svc = self.store.get(services.key, "default", "kubernetes")
+        if svc is not None:
+            ports = svc["spec"].get("ports") or []
+            if ports and ports[0].get("targetPort") != port:
+                wanted = copy.deepcopy(svc)
+                wanted["spec"]["ports"][0]["targetPort"] = port
+                self.update(services, "default", "kubernetes", wanted)
+        family = "IPv6" if ":" in address else "IPv4"
+        endpoints = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                # As on a real cluster: the EndpointSlice below is written directly, not mirrored.
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+            },
+            "subsets": [
+                {
+                    "addresses": [{"ip": address}],
+                    "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+                }
+            ],
+        }
+        endpoint_slice = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"},
+            },
+            "addressType": family,
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        }
+        for key, desired, fields in (
+            (("", "endpoints"), endpoints, ("subsets",)),
+            (("discovery.k8s.io", "endpointslices"), endpoint_slice, ("addressType", "endpoints", "ports")),
+        ):
+            rt = self._rt(key)
+            current = self.store.get(rt.key, "default", "kubernetes")
+            if current is None:
+                self.create(rt, "default", desired)
+            elif any(current.get(f) != desired[f] for f in fields):
+                self.update(rt, "default", "kubernetes", dict(current, **{f: desired[f] for f in fields}))
+
     def _rt(self, key: Key) -> ResourceType:
         rt = self.registry.any_version(key)
         assert rt is not None, key

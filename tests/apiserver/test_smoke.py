@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
 
 from lab.apiserver.process import ApiServerProcess
+from tests.conftest import make_kubectl
 
 
 def test_ready_within_one_second(apiserver: ApiServerProcess) -> None:
@@ -24,6 +26,29 @@ def test_kubectl_sees_system_namespaces_and_kubernetes_service(kubectl) -> None:
     svc = json.loads(kubectl("get", "svc", "kubernetes", "-o", "json").stdout)
     assert svc["spec"]["clusterIP"] == "10.96.0.1"
     assert svc["spec"]["ports"][0]["port"] == 443
+
+
+def test_kubernetes_service_points_at_this_server_across_restarts(tmp_path: Path) -> None:
+    """As on a real cluster, `kubectl get endpoints` lists the API server itself, at its advertised address
+    and real port, and the kubernetes Service's targetPort follows the port after a restart."""
+    for _ in range(2):  # the second start picks another free port
+        args = ["--bind-address", "127.0.0.1", "--advertise-address", "192.0.2.10"]
+        with ApiServerProcess(tmp_path / "srv", extra_args=args) as server:
+            kubectl = make_kubectl(server.kubeconfig)
+            svc = json.loads(kubectl("get", "svc", "kubernetes", "-o", "json").stdout)
+            assert svc["spec"]["ports"][0]["targetPort"] == server.port
+            endpoints = json.loads(kubectl("get", "endpoints", "kubernetes", "-o", "json").stdout)
+            assert endpoints["subsets"] == [
+                {
+                    "addresses": [{"ip": "192.0.2.10"}],
+                    "ports": [{"name": "https", "port": server.port, "protocol": "TCP"}],
+                }
+            ]
+            es = json.loads(kubectl("get", "endpointslice", "kubernetes", "-o", "json").stdout)
+            assert es["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
+            assert es["addressType"] == "IPv4"
+            assert [e["addresses"] for e in es["endpoints"]] == [["192.0.2.10"]]
+            assert es["ports"][0]["port"] == server.port
 
 
 def test_python_client_create_and_list(apiserver: ApiServerProcess) -> None:

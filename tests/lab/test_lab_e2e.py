@@ -115,6 +115,11 @@ def test_tutorial_nginx_on_the_lab(tmp_path: Path, lab_factory: LabFactory):
     cluster_ips = json.loads(kubectl("get", "svc", "nginx-dual", "-o", "json").stdout)["spec"]["clusterIPs"]
     assert [ipaddress.ip_address(ip).version for ip in cluster_ips] == [4, 6]
 
+    # The kubernetes Service's endpoint is the API server on the mgmt gateway, reachable from every node, and
+    # the lab's EndpointSlice controller leaves that selector-less slice alone.
+    endpoints = json.loads(kubectl("get", "endpointslice", "kubernetes", "-o", "json").stdout)["endpoints"]
+    assert [e["addresses"] for e in endpoints] == [[str(lab.plan.mgmt_gateway4.ip)]]
+
     # Inside a node, `exec` points kubectl at the API server through the mgmt gateway.
     get_pods = ["kubectl", "get", "pods", "-l", "app=nginx", "-o", "name"]
     inside = lab_cli("exec", "node2", *common, "--", *get_pods)
