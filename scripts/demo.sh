@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/install.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
-state=/run/ironlb-lab/ironlb
+# The lab's state (kubeconfig, logs, pids) lives under IRONLB_LAB_STATE_ROOT, as for `python -m lab`.
+state="${IRONLB_LAB_STATE_ROOT:-/run/ironlb-lab}/ironlb"
 if [ "${1:-}" = "down" ]; then
     exec python -m lab down
 fi
