@@ -245,7 +245,12 @@ MESSAGES: dict[str, dict[int, Field]] = {
     "RollingUpdateDeployment": {1: ("maxUnavailable", "intstr", False), 2: ("maxSurge", "intstr", False)},
     # rbac.authorization.k8s.io/v1
     "Role": {1: ("metadata", "ObjectMeta", False), 2: ("rules", "PolicyRule", True)},
-    "ClusterRole": {1: ("metadata", "ObjectMeta", False), 2: ("rules", "PolicyRule", True)},
+    "ClusterRole": {
+        1: ("metadata", "ObjectMeta", False),
+        2: ("rules", "PolicyRule", True),
+        3: ("aggregationRule", "AggregationRule", False),
+    },
+    "AggregationRule": {1: ("clusterRoleSelectors", "LabelSelector", True)},
     "PolicyRule": {
         1: ("verbs", "string", True),
         2: ("apiGroups", "string", True),

@@ -36,6 +36,11 @@ def test_kubectl_typed_creates_send_protobuf_and_work(kubectl) -> None:
     assert secret["data"] == {"p": "cQ=="} and secret["type"] == "Opaque"
     binding = json.loads(kubectl("-n", "ilbt-pb", "get", "rolebinding", "rb", "-o", "json").stdout)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "bot", "namespace": "ilbt-pb"}]
+    kubectl("create", "clusterrole", "ilbt-agg", "--aggregation-rule=ilbt.example/aggregate=true")
+    aggregated = json.loads(kubectl("get", "clusterrole", "ilbt-agg", "-o", "json").stdout)
+    assert aggregated["aggregationRule"] == {
+        "clusterRoleSelectors": [{"matchLabels": {"ilbt.example/aggregate": "true"}}]
+    }
     dup = kubectl(
         "-n",
         "ilbt-pb",
