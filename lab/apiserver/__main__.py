@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import fcntl
 import ipaddress
 import logging
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lab.apiserver import kubeconfig, pki
+from lab.apiserver import kubeconfig, pki, rbac
 from lab.apiserver.admission import Admission
 from lab.apiserver.api import Api
 from lab.apiserver.persistence import FileJournal
@@ -68,6 +67,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fsync", action="store_true", help="fsync the journal at every write (survives power loss)"
     )
     p.add_argument(
+        "--token-auth-file",
+        type=Path,
+        help='more bearer tokens, kube-apiserver\'s static token format: token,user,uid,"group1,group2"',
+    )
+    p.add_argument(
+        "--authorization-mode",
+        choices=("AlwaysAllow", "RBAC"),
+        default="AlwaysAllow",
+        help="RBAC: only system:masters and what stored Roles/ClusterRoles bound to a user grant",
+    )
+    p.add_argument(
         "--log-level", default="WARNING", help="DEBUG logs every request; INFO start-up and lifecycle"
     )
     return p.parse_args(argv)
@@ -86,22 +96,20 @@ def _make_admission(args: argparse.Namespace) -> Admission:
     )
 
 
-def load_tokens(data_dir: Path | None) -> dict[str, str]:
-    """tokens.csv, in kube-apiserver's static token file format (token,user,uid[,"groups"]); made at first
-    start."""
-    if data_dir is None:
-        return {}
-    path = data_dir / "tokens.csv"
-    if not path.exists():
-        token = secrets.token_hex(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f'{token},admin,admin,"system:masters"\n')
-    tokens: dict[str, str] = {}
-    with path.open() as f:
-        for row in csv.reader(f):
-            if len(row) >= 2 and row[0].strip():
-                tokens[row[0].strip()] = row[1].strip()
+def load_tokens(data_dir: Path | None, token_auth_file: Path | None = None) -> dict[str, rbac.UserInfo]:
+    """DATA_DIR/tokens.csv (the admin token, made at first start) plus --token-auth-file, both in
+    kube-apiserver's static token file format (token,user,uid[,"groups"])."""
+    tokens: dict[str, rbac.UserInfo] = {}
+    if data_dir is not None:
+        path = data_dir / "tokens.csv"
+        if not path.exists():
+            token = secrets.token_hex(24)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f'{token},admin,admin,"system:masters"\n')
+        tokens.update(rbac.load_token_file(path))
+    if token_auth_file is not None:
+        tokens.update(rbac.load_token_file(token_auth_file))
     return tokens
 
 
@@ -174,7 +182,7 @@ async def serve(args: argparse.Namespace) -> int:
         lock = _lock_data_dir(data_dir)
     binds: list[str] = args.bind_address or ["127.0.0.1"]
     material = pki.load_or_create(data_dir / "pki" if data_dir else None, binds + list(args.tls_san))
-    tokens = load_tokens(data_dir)
+    tokens = load_tokens(data_dir, args.token_auth_file)
 
     store = Store(history_size=args.history_size)
     journal: FileJournal | None = None
@@ -201,7 +209,10 @@ async def serve(args: argparse.Namespace) -> int:
     server = ApiServer(
         api,
         ServerConfig(
-            tokens=tokens, bookmark_interval=args.watch_bookmark_interval, server_address=f"{url_host}:{port}"
+            tokens=tokens,
+            bookmark_interval=args.watch_bookmark_interval,
+            server_address=f"{url_host}:{port}",
+            authorization_mode=args.authorization_mode,
         ),
     )
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)

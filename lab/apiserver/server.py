@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from lab.apiserver import errors, openapi, protobuf, tables
+from lab.apiserver import errors, openapi, protobuf, rbac, tables
 from lab.apiserver import patch as patching
 from lab.apiserver.api import Api
 from lab.apiserver.errors import ApiError
@@ -61,9 +61,10 @@ def error_response(err: ApiError) -> web.Response:
 
 @dataclass
 class ServerConfig:
-    tokens: dict[str, str] = field(default_factory=dict)  # bearer token -> user name
+    tokens: dict[str, rbac.UserInfo] = field(default_factory=dict)  # bearer token -> user
     bookmark_interval: float = 60.0
     server_address: str = "127.0.0.1:6443"
+    authorization_mode: str = "AlwaysAllow"  # or "RBAC"
 
 
 @dataclass
@@ -85,6 +86,17 @@ class ApiServer:
         self.store.listeners.append(self.hub.dispatch)
         self._stopping = asyncio.Event()
         self._openapi_cache: dict[tuple[str, int], bytes] = {}
+        self.authorizer: rbac.Authorizer | None = None
+        self._rbac_generation = 0
+        if config.authorization_mode == "RBAC":
+            self.authorizer = rbac.Authorizer(
+                lambda: [self.store.list_objects((rbac.RBAC_GROUP, plural)) for plural in rbac.RBAC_PLURALS]
+            )
+            self.store.listeners.append(self._note_rbac_change)
+
+    def _note_rbac_change(self, event: Event) -> None:
+        if event.key[0] == rbac.RBAC_GROUP:
+            self._rbac_generation = event.rv
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
@@ -118,6 +130,29 @@ class ApiServer:
                 },
                 status=401,
             )
+        if user is not None and self.authorizer is not None and not user.is_master:
+            attrs = rbac.request_attributes(request.method, request.path, request.query)
+            if not self.authorizer.allows(user, attrs, self._rbac_generation):
+                # WARNING so that the default log level keeps it: tests read denials from the server's log.
+                log.warning(
+                    "event=forbidden user=%s verb=%s resource=%s group=%s namespace=%s name=%s path=%s",
+                    user.name,
+                    attrs.verb,
+                    attrs.combined_resource,
+                    attrs.api_group,
+                    attrs.namespace,
+                    attrs.name,
+                    request.path,
+                )
+                err = ApiError(
+                    403,
+                    "Forbidden",
+                    rbac.forbidden_message(user, attrs),
+                    kind=attrs.resource,
+                    name=attrs.name,
+                    group=attrs.api_group,
+                )
+                return error_response(err)
         try:
             resp: web.StreamResponse = await handler(request)
         except ApiError as err:
@@ -132,13 +167,13 @@ class ApiServer:
                 "event=request method=%s path=%s user=%s code=%s ms=%.1f",
                 request.method,
                 request.path_qs,
-                user,
+                user.name if user is not None else None,
                 resp.status,
                 (time.monotonic() - start) * 1000,
             )
         return resp
 
-    def _authenticate(self, request: web.Request) -> str | None:
+    def _authenticate(self, request: web.Request) -> rbac.UserInfo | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         # The scheme is case-insensitive, as in the real server: in-cluster clients send "bearer <token>".
         if scheme.lower() == "bearer":
@@ -150,11 +185,15 @@ class ApiServer:
         transport = request.transport
         cert = transport.get_extra_info("peercert") if transport is not None else None
         if cert:
+            # As kube-apiserver: the subject's CN is the user, its O attributes the groups.
+            name, groups = "unknown-cert-user", []
             for rdn in cert.get("subject", ()):
                 for attr, value in rdn:
                     if attr == "commonName":
-                        return str(value)
-            return "unknown-cert-user"
+                        name = str(value)
+                    elif attr == "organizationName":
+                        groups.append(str(value))
+            return rbac.authenticated_user(name, "", groups)
         return None
 
     # -- routing ------------------------------------------------------------------------------------
