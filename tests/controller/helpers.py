@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -122,6 +123,51 @@ class ControllerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+# Inside the new mount namespace: a private tmpfs on /run (so mkdir leaves no trace on the host), the service
+# account files bind-mounted where the in-cluster loader reads them, then the controller itself.
+MOUNT_AND_EXEC = (
+    'mount -t tmpfs ilbt-run /run && mkdir -p "$1" && mount --bind "$0" "$1" && shift && exec "$@"'
+)
+
+
+def start_in_cluster_controller(
+    port: int, ca_file: Path, token: str, workdir: Path, log_file: Path, *args: str
+) -> subprocess.Popen[bytes]:
+    """`python -m controller` (root) as a pod runs it: no kubeconfig anywhere, KUBERNETES_SERVICE_HOST/PORT
+    and the service account's token, CA and namespace mounted at SERVICE_ACCOUNT_DIR in a private mount
+    namespace, so the host's /run is never touched. Stop it with stop_process."""
+    account = workdir / "serviceaccount"
+    account.mkdir(parents=True, exist_ok=True)
+    (account / "token").write_text(token)
+    shutil.copy(ca_file, account / "ca.crt")
+    (account / "namespace").write_text("metallb-system")
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
+    env.update(
+        HOME=str(workdir),  # no ~/.kube/config to fall back on
+        PYTHONPATH=str(REPO),
+        KUBERNETES_SERVICE_HOST="127.0.0.1",
+        KUBERNETES_SERVICE_PORT=str(port),
+    )
+    command = [
+        "unshare", "--mount", "--propagation", "private",
+        "sh", "-c", MOUNT_AND_EXEC, str(account), SERVICE_ACCOUNT_DIR,
+        sys.executable, "-m", "controller", "--metrics-port", "0", *FAST_LEASE, *args,
+    ]  # fmt: skip
+    with log_file.open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def apply(kubectl: Kubectl, manifest: str | Path, namespace: str | None = None) -> None:

@@ -1,0 +1,178 @@
+"""The controller runs with exactly the RBAC we ship (config/controller-rbac.yaml), and no more (root).
+
+An API server enforcing RBAC knows the controller's service account by a static token; the admin applies the
+namespace, the CRDs and the shipped RBAC as they are, and the controller runs in-cluster with that token. The
+whole tutorial flow must work without one 403 for the controller; and with one rule removed the same test
+sees the 403 and the Service left pending, so it can fail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lab.apiserver.process import ApiServerProcess
+from tests.conftest import Kubectl, make_kubectl
+from tests.controller.helpers import (
+    CONFIG,
+    apply,
+    get_json,
+    service_ips,
+    start_in_cluster_controller,
+    stop_process,
+    wait_event,
+    wait_for,
+    wait_ips,
+)
+from tests.tutorial import TUTORIAL_DIR
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
+
+CONTROLLER_USER = "system:serviceaccount:metallb-system:ironlb-controller"
+CONTROLLER_TOKEN = "ilbt-controller-token-6a1f0c2e9b"
+SHIPPED_RBAC = CONFIG / "controller-rbac.yaml"
+
+
+@dataclass
+class RbacCluster:
+    server: ApiServerProcess
+    kubectl: Kubectl
+    directory: Path
+
+    def denials(self, user: str = CONTROLLER_USER) -> list[str]:
+        """The server's `event=forbidden` log lines for `user`."""
+        assert self.server.log_file is not None
+        text = self.server.log_file.read_text() if self.server.log_file.exists() else ""
+        return [line for line in text.splitlines() if "event=forbidden" in line and f"user={user} " in line]
+
+
+@pytest.fixture
+def rbac_cluster(tmp_path: Path) -> Iterator[RbacCluster]:
+    tokens = tmp_path / "tokens.csv"
+    groups = "system:serviceaccounts,system:serviceaccounts:metallb-system"
+    tokens.write_text(f'{CONTROLLER_TOKEN},{CONTROLLER_USER},ilbt-uid,"{groups}"\n')
+    server = ApiServerProcess(
+        data_dir=tmp_path / "apiserver",
+        extra_args=["--authorization-mode", "RBAC", "--token-auth-file", str(tokens)],
+    )
+    server.start()
+    try:
+        kubectl = make_kubectl(server.kubeconfig)  # the admin: system:masters
+        apply(kubectl, CONFIG / "namespace.yaml")
+        apply(kubectl, CONFIG / "crd")
+        wait_for(
+            "metallb.io CRDs served",
+            lambda: kubectl("get", "ipaddresspools,l2advertisements", "-A", check=False).returncode == 0,
+        )
+        yield RbacCluster(server, kubectl, tmp_path)
+    finally:
+        server.stop()
+        server.cleanup()
+        if server.log_file is not None and server.log_file.exists():
+            print(f"--- API server log (tail) ---\n{server.log_file.read_text()[-3000:]}")
+
+
+@dataclass
+class Controller:
+    log_file: Path
+    alive: Callable[[], bool]
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+
+@pytest.fixture
+def in_cluster_controller(rbac_cluster: RbacCluster) -> Iterator[Callable[[], Controller]]:
+    """start() -> the controller, in-cluster, authenticated by its service account's token; stopped at the
+    end."""
+    started: list[Any] = []
+
+    def start() -> Controller:
+        server = rbac_cluster.server
+        assert server.data_dir is not None
+        log_file = rbac_cluster.directory / "controller.log"
+        ca_file = server.data_dir / "pki" / "ca.crt"
+        workdir = rbac_cluster.directory
+        proc = start_in_cluster_controller(server.port, ca_file, CONTROLLER_TOKEN, workdir, log_file)
+        started.append(proc)
+        return Controller(log_file, lambda: proc.poll() is None)
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            stop_process(proc)
+
+
+def shipped_rbac() -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(SHIPPED_RBAC.read_text()) if doc]
+
+
+def test_controller_works_with_exactly_the_shipped_rbac(
+    rbac_cluster: RbacCluster, in_cluster_controller: Callable[[], Controller]
+) -> None:
+    kubectl = rbac_cluster.kubectl
+    apply(kubectl, SHIPPED_RBAC)
+    apply(kubectl, TUTORIAL_DIR / "metallb-config.yaml")
+    controller = in_cluster_controller()
+    apply(kubectl, TUTORIAL_DIR / "nginx-metallb.yaml", namespace="default")
+
+    assert wait_ips(kubectl, "nginx-metallb", timeout=30) == ["192.168.10.90"], controller.log()[-3000:]
+    wait_for(
+        "the ip-allocated-from-pool annotation",
+        lambda: (get_json(kubectl, "service", "nginx-metallb") or {})
+        .get("metadata", {})
+        .get("annotations", {})
+        .get("metallb.io/ip-allocated-from-pool")
+        == "default",
+    )
+    wait_event(kubectl, "nginx-metallb", "IPAllocated", contains="192.168.10.90")
+
+    # A pool written as a metallb.io resource gets its status from the controller (ipaddresspools/status).
+    apply(kubectl, CONFIG / "examples" / "ipaddresspool.yaml")
+    status = wait_for(
+        "IPAddressPool metallb-system/more status",
+        lambda: (get_json(kubectl, "ipaddresspool", "more", "-n", "metallb-system") or {}).get("status"),
+        timeout=15,
+    )
+    assert status["availableIPv4"] == 11, status
+
+    lease = get_json(kubectl, "lease", "ironlb-controller", "-n", "metallb-system")
+    assert lease is not None and lease["spec"].get("holderIdentity"), lease
+
+    assert controller.alive(), controller.log()[-3000:]
+    # test_one_missing_rule_is_caught shows these log lines do appear when the controller is denied.
+    assert rbac_cluster.denials() == [], "\n".join(rbac_cluster.denials())
+
+
+def test_one_missing_rule_is_caught(
+    rbac_cluster: RbacCluster, in_cluster_controller: Callable[[], Controller]
+) -> None:
+    """Without `patch services/status` the controller is denied, and the Service stays pending."""
+    docs = shipped_rbac()
+    cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
+    before = len(cluster_role["rules"])
+    cluster_role["rules"] = [r for r in cluster_role["rules"] if r["resources"] != ["services/status"]]
+    assert len(cluster_role["rules"]) == before - 1, "the shipped ClusterRole no longer has that rule"
+    kubectl = rbac_cluster.kubectl
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    apply(kubectl, TUTORIAL_DIR / "metallb-config.yaml")
+    controller = in_cluster_controller()
+    apply(kubectl, TUTORIAL_DIR / "nginx-metallb.yaml", namespace="default")
+
+    denied = wait_for(
+        "a 403 for the controller patching services/status",
+        lambda: [line for line in rbac_cluster.denials() if "verb=patch resource=services/status " in line],
+        timeout=30,
+    )
+    assert "namespace=default name=nginx-metallb" in denied[0], denied[0]
+    assert "event=write_failed" in controller.log() and "403 Forbidden" in controller.log()
+    time.sleep(1.5)  # past a resync period (FAST_LEASE: 1 s): retries are denied too, nothing gets through
+    assert service_ips(kubectl, "nginx-metallb") == []
+    assert controller.alive(), controller.log()[-3000:]
