@@ -1,4 +1,4 @@
-"""The controller runs with exactly the RBAC we ship (config/controller-rbac.yaml), and no more (root).
+"""The controller runs with exactly the RBAC we ship (config/controller-rbac.yaml) and nothing else (root).
 
 An API server enforcing RBAC knows the controller's service account by a static token; the admin applies the
 namespace, the CRDs and the shipped RBAC as they are, and the controller runs in-cluster with that token. The
