@@ -264,18 +264,7 @@ class ServiceRegistry:
         apply_defaults(spec)
         causes = self._validate(svc, spec)
         raise_invalid("Service", "", name, causes)
-        txn = Txn()
-        try:
-            self._assign_ip_families(spec, name, old=None)
-            self._allocate_cluster_ips(spec, name, txn, old=None)
-            self._allocate_node_ports(spec, name, txn, old=None)
-        except BaseException:
-            txn.rollback()
-            raise
-        if dry_run:
-            txn.rollback()
-        else:
-            txn.commit()
+        self._allocate(spec, name, None, dry_run)
         add_ip_mode(svc)
         return svc
 
@@ -292,11 +281,17 @@ class ServiceRegistry:
         causes = self._validate(svc, spec)
         causes += _immutable_cluster_ip(old_spec, spec)
         raise_invalid("Service", "", name, causes)
+        self._allocate(spec, name, old_spec, dry_run)
+        add_ip_mode(svc)
+        return svc
+
+    def _allocate(self, spec: dict[str, Any], name: str, old: dict[str, Any] | None, dry_run: bool) -> None:
+        """Families, cluster IPs and nodePorts in one transaction: all or nothing, nothing on a dry run."""
         txn = Txn()
         try:
-            self._assign_ip_families(spec, name, old=old_spec)
-            self._allocate_cluster_ips(spec, name, txn, old=old_spec)
-            self._allocate_node_ports(spec, name, txn, old=old_spec)
+            self._assign_ip_families(spec, name, old=old)
+            self._allocate_cluster_ips(spec, name, txn, old=old)
+            self._allocate_node_ports(spec, name, txn, old=old)
         except BaseException:
             txn.rollback()
             raise
@@ -304,8 +299,6 @@ class ServiceRegistry:
             txn.rollback()
         else:
             txn.commit()
-        add_ip_mode(svc)
-        return svc
 
     def update_status(self, old: dict[str, Any], new: dict[str, Any], dry_run: bool) -> dict[str, Any]:
         svc = copy.deepcopy(new)
