@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from lab import network
+from lab.logsetup import configure_logging
 from lab.network import NetworkError
 from lab.runner import DEFAULT_TOPOLOGY, Lab, LabError, LabInterrupted, default_state_root
 from lab.supervisor import SupervisorError
@@ -180,11 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv, command = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
     args.cmd = [*getattr(args, "cmd", []), *command]
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
         lab = Lab(load_topology(args.topology), state_root=args.state_root or default_state_root())
         if args.command == "up":

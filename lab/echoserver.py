@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
+from lab.logsetup import configure_logging
+
 log = logging.getLogger("lab.echoserver")
 
 HTTP_METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
@@ -260,7 +262,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     try:
         asyncio.run(serve(args.name, args.tcp, args.udp, args.bind, args.ready_file))
     except OSError as exc:

@@ -163,6 +163,27 @@ class Kube:
     def close(self) -> None:
         self._api_client.close()
 
+    @classmethod
+    def open_or_report(cls, kubeconfig: str) -> Kube | None:
+        """A client, or None after one log line naming the kubeconfig that is missing or broken."""
+        try:
+            return cls(kubeconfig)
+        except Exception as exc:  # any loader failure: the user needs the path and the reason, no traceback
+            log.error("event=bad_kubeconfig path=%s error=%s", kubeconfig, exc)
+            return None
+
+    def post_event(self, event: Mapping[str, Any]) -> None:
+        """Create a core/v1 Event. Events are advisory: a failure is logged, never raised."""
+        namespace = str(event["metadata"]["namespace"])
+        involved = event["involvedObject"]
+        try:
+            self.create(resource_path("v1", "events", namespace), event)
+        except (ApiError, OSError, urllib3.exceptions.HTTPError) as exc:
+            log.warning(
+                "event=event_failed object=%s/%s reason=%s error=%s",
+                namespace, involved.get("name"), event.get("reason"), exc,
+            )  # fmt: skip
+
 
 def _error(status: int, payload: bytes) -> ApiError:
     try:

@@ -38,6 +38,7 @@ from lab import pods as podnet
 from lab import podspec
 from lab.ipam import IpamError, PodAddresses, PodIpam
 from lab.kubeclient import ApiError, Informer, Kube, Obj, now_rfc3339, resource_path
+from lab.logsetup import configure_logging
 
 log = logging.getLogger("lab.kubelet")
 
@@ -519,8 +520,6 @@ class Kubelet:
                 log.info("event=netns_swept netns=%s", netns)
 
     def event(self, pod: Obj, kind: str, reason: str, message: str) -> None:
-        meta = pod["metadata"]
-        namespace = str(meta.get("namespace") or "default")
         body = event_body(
             pod,
             event_type=kind,
@@ -532,12 +531,7 @@ class Kubelet:
             host=self.node,
             default_kind="Pod",
         )
-        try:
-            self.kube.create(resource_path("v1", "events", namespace), body)
-        except Exception as exc:
-            log.warning(
-                "event=event_failed pod=%s/%s reason=%s error=%r", namespace, meta["name"], reason, exc
-            )
+        self.kube.post_event(body)
 
 
 def _key(obj: Obj) -> tuple[str, str]:
@@ -593,17 +587,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(args.log_level)
     if not podnet.netns_exists(args.netns):
         log.error("event=no_node_netns netns=%s", args.netns)
         return 2
-    try:
-        kube = Kube(args.kubeconfig)
-    except Exception as exc:  # a missing or broken kubeconfig: say which, no traceback
-        log.error("event=bad_kubeconfig path=%s error=%s", args.kubeconfig, exc)
+    kube = Kube.open_or_report(args.kubeconfig)
+    if kube is None:
         return 2
     try:
         return Kubelet(args, kube).run()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from lab.logsetup import configure_logging
 from lab.uml_job import (
     GUEST_BIN_DIR,
     GUEST_MARKER_ENV,
@@ -291,11 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(options)
     if not command:
         parser.error("missing command after --")
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(logging.INFO if args.verbose else logging.WARNING)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     try:

@@ -22,6 +22,7 @@ from lab.controllers.deployments import DeploymentController
 from lab.controllers.endpointslices import EndpointSliceController
 from lab.controllers.nodes import NodeLifecycleController
 from lab.kubeclient import Informer, Kube, Obj
+from lab.logsetup import configure_logging
 
 log = logging.getLogger("lab.controllers")
 
@@ -156,14 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.node_monitor_grace_period <= 0:
         parser.error("--node-monitor-grace-period must be positive")
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    try:
-        kube = Kube(args.kubeconfig)
-    except Exception as exc:  # a missing or broken kubeconfig: say which, no traceback
-        log.error("event=bad_kubeconfig path=%s error=%s", args.kubeconfig, exc)
+    configure_logging(args.log_level)
+    kube = Kube.open_or_report(args.kubeconfig)
+    if kube is None:
         return 2
     try:
         return ControllerManager(kube, args.node_monitor_grace_period).run()

@@ -99,8 +99,6 @@ class PodBinder:
         self.kube.merge_patch(resource_path("v1", "pods", namespace, name), {"spec": {"nodeName": node}})
 
     def event(self, pod: Obj, kind: str, reason: str, message: str) -> None:
-        meta = pod["metadata"]
-        namespace = str(meta.get("namespace") or "default")
         body = event_body(
             pod,
             event_type=kind,
@@ -110,9 +108,4 @@ class PodBinder:
             now=datetime.datetime.now(datetime.UTC),
             default_kind="Pod",
         )
-        try:
-            self.kube.create(resource_path("v1", "events", namespace), body)
-        except ApiError as exc:
-            log.warning(
-                "event=event_failed pod=%s/%s reason=%s error=%s", namespace, meta["name"], reason, exc
-            )
+        self.kube.post_event(body)
