@@ -31,7 +31,12 @@ class FileJournal:
 
     def load(self, store: Store) -> int:
         """Fill `store` from the snapshot and the journal; returns the number of journal records replayed."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Every object, Secrets included, is in these files: only the server's user may read them.
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+        for path in (self.snapshot_path, self.journal_path):
+            if path.exists():
+                path.chmod(0o600)
         if self.snapshot_path.exists():
             snap = json.loads(self.snapshot_path.read_text())
             for group, plural, obj in snap["objects"]:
@@ -61,11 +66,12 @@ class FileJournal:
             if bytes(kept) != data:
                 # Rewrite it clean (whole records, newline-terminated) before appending to it again.
                 tmp = self.journal_path.with_suffix(".jsonl.tmp")
-                tmp.write_bytes(bytes(kept))
+                with _private(tmp, "wb") as f:
+                    f.write(bytes(kept))
                 tmp.replace(self.journal_path)
         self._records = replayed
         self._store = store
-        self._file = self.journal_path.open("ab", buffering=0)
+        self._file = _private(self.journal_path, "ab")
         return replayed
 
     def record(self, rv: int, op: str, key: Key, obj: Obj) -> None:
@@ -84,13 +90,13 @@ class FileJournal:
         objects = [[k[0], k[1], obj] for k, obj in store.all_objects()]
         snap = {"rv": store.rv, "objects": objects}
         tmp = self.snapshot_path.with_suffix(".json.tmp")
-        with tmp.open("w") as f:
+        with _private(tmp, "w") as f:
             json.dump(snap, f, separators=(",", ":"))
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self.snapshot_path)
         self._file.close()
-        self._file = self.journal_path.open("wb", buffering=0)
+        self._file = _private(self.journal_path, "wb")
         self._records = 0
         log.info("event=compacted rv=%d objects=%d", store.rv, len(objects))
 
@@ -98,3 +104,12 @@ class FileJournal:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _private(path: Path, mode: str) -> Any:
+    """`open(path, mode)` creating the file 0600 (unbuffered for binary modes, as the journal needs)."""
+    if "w" in mode:
+        path.unlink(missing_ok=True)  # a leftover file would keep its old mode
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    return os.fdopen(fd, mode, buffering=0 if "b" in mode else -1)

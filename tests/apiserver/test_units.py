@@ -104,6 +104,23 @@ def test_journal_replays_and_drops_a_torn_record(tmp_path: Path) -> None:
     assert not (tmp_path / "journal.jsonl").read_bytes().endswith(b"configm")
 
 
+def test_journal_and_snapshot_are_private(tmp_path: Path) -> None:
+    """They hold every object, Secrets included: 0600 files in a 0700 directory, also after a compaction."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    journal = FileJournal(data)
+    store = Store()
+    journal.load(store)
+    store.journal = journal
+    store.put(("", "secrets"), obj("s"))
+    journal.compact(store)
+    store.put(("", "secrets"), obj("t"))
+    journal.close()
+    assert data.stat().st_mode & 0o777 == 0o700
+    for name in ("journal.jsonl", "snapshot.json"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600, name
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:
