@@ -31,9 +31,9 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+from common.config import build_config, parse_address_range
 from common.pools import Config, Pool
 from controller.allocator import Allocator
-from controller.config import build_config, parse_address_range
 from controller.requests import ServiceRequest
 
 POOL_CIDR = "10.0.0.0/8"

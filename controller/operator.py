@@ -23,24 +23,17 @@ from typing import Any
 import aiohttp
 import kopf
 
+from common.config import ConfigProblem, rebuild_config
 from common.errors import RequestError
 from common.events import event_body
 from common.pools import Config
+from common.services import POOL_ANNOTATION_OUT, assigned_ips, is_handled, service_key
 from controller import metrics
 from controller.allocator import Allocator, Assignment
 from controller.kube import JSON, ApiError, KubeClient, WatchExpired, bearer_token, rv_newer_or_equal
 from controller.leader import LeaderElector
-from controller.reconcile import (
-    UNCHANGED,
-    ConfigProblem,
-    Event,
-    IPAddress,
-    pool_status,
-    rebuild_config,
-    reconcile_service,
-    service_key,
-)
-from controller.requests import POOL_ANNOTATION_OUT, assigned_ips, is_handled, parse_service
+from controller.reconcile import UNCHANGED, Event, IPAddress, pool_status, reconcile_service
+from controller.requests import parse_service
 
 log = logging.getLogger("controller")
 

@@ -1,20 +1,16 @@
-"""What to do about one Service, decided over plain data: the kopf shell applies the returned `Outcome`.
-
-Also the config rebuild from the cached source objects, which names the object to blame when it fails.
-"""
+"""What to do about one Service, decided over plain data: the kopf shell applies the returned `Outcome`."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.errors import ConfigError, RequestError
-from common.pools import Config, L2Advertisement, Pool
+from common.errors import RequestError
+from common.services import POOL_ANNOTATION_OUT, assigned_ips, ingress_for, is_handled
 from controller.allocator import AllocationError, Allocator, Assignment, PoolStats
-from controller.config import build_config, parse_configmap, parse_ip_address_pool, parse_l2_advertisement
-from controller.requests import POOL_ANNOTATION_OUT, assigned_ips, ingress_for, is_handled, parse_service
+from controller.requests import parse_service
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -45,11 +41,6 @@ class Outcome:
 def format_ips(ips: Sequence[IPAddress]) -> str:
     """MetalLB's wording (Go's %q of a []string): ["192.168.10.90" "fc00::1"]."""
     return "[" + " ".join(f'"{ip}"' for ip in ips) + "]"
-
-
-def service_key(service: Mapping[str, Any]) -> str:
-    metadata = service.get("metadata") or {}
-    return f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
 
 
 def reconcile_service(
@@ -144,62 +135,6 @@ def reconcile_service(
     if annotations.get(POOL_ANNOTATION_OUT) != assignment.pool:
         outcome.pool_annotation = assignment.pool
     return outcome
-
-
-class ConfigProblem(Exception):
-    """An invalid configuration, with the object to put the Warning event on (kind, namespace, name)."""
-
-    def __init__(self, error: ConfigError, target: tuple[str, str, str] | None) -> None:
-        self.error = error
-        self.target = target
-        super().__init__(str(error))
-
-
-def object_source(kind: str, obj: Mapping[str, Any]) -> str:
-    metadata = obj.get("metadata") or {}
-    return f"{kind} {metadata.get('namespace', '')}/{metadata.get('name', '')}"
-
-
-def _target(kind: str, obj: Mapping[str, Any]) -> tuple[str, str, str]:
-    metadata = obj.get("metadata") or {}
-    return kind, str(metadata.get("namespace", "")), str(metadata.get("name", ""))
-
-
-def rebuild_config(
-    configmap: Mapping[str, Any] | None,
-    ip_address_pools: Iterable[Mapping[str, Any]],
-    l2_advertisements: Iterable[Mapping[str, Any]],
-) -> Config:
-    """Parse every source object and cross-check them; raises ConfigProblem naming the object at fault."""
-    targets: dict[str, tuple[str, str, str]] = {}
-    pools: list[Pool] = []
-    advertisements: list[L2Advertisement] = []
-    if configmap is not None:
-        source = object_source("ConfigMap", configmap)
-        targets[source] = _target("ConfigMap", configmap)
-        try:
-            pools.extend(parse_configmap(configmap.get("data"), source))
-        except ConfigError as e:
-            raise ConfigProblem(e if e.source else e.with_source(source), targets[source]) from e
-    for kind, objects in (("IPAddressPool", ip_address_pools), ("L2Advertisement", l2_advertisements)):
-        for obj in objects:
-            source = object_source(kind, obj)
-            targets[source] = _target(kind, obj)
-            try:
-                if kind == "IPAddressPool":
-                    pools.append(parse_ip_address_pool(obj))
-                else:
-                    advertisements.append(parse_l2_advertisement(obj))
-            except ConfigError as e:
-                raise ConfigProblem(e if e.source else e.with_source(source), targets[source]) from e
-    try:
-        return build_config(pools, advertisements)
-    except ConfigError as e:
-        return_target = targets.get(e.source)
-        if return_target is None:
-            # Fall back on any object whose source the message starts with, then on the ConfigMap.
-            return_target = next((t for s, t in targets.items() if e.source.startswith(s)), None)
-        raise ConfigProblem(e, return_target) from e
 
 
 def pool_status(stats: PoolStats) -> dict[str, int]:

@@ -9,20 +9,9 @@ from typing import Any
 
 from common.errors import RequestError
 from common.pools import IPAddress
+from common.services import PREFIXES
 
-__all__ = [
-    "POOL_ANNOTATION_OUT",
-    "RequestError",
-    "ServiceRequest",
-    "assigned_ips",
-    "families_of",
-    "ingress_for",
-    "is_handled",
-    "parse_service",
-]
-
-PREFIXES = ("metallb.io/", "metallb.universe.tf/")
-POOL_ANNOTATION_OUT = "metallb.io/ip-allocated-from-pool"
+__all__ = ["RequestError", "ServiceRequest", "families_of", "parse_service"]
 
 _FAMILY_NAMES = {"IPv4": 4, "IPv6": 6}
 _POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
@@ -46,15 +35,6 @@ class ServiceRequest:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def is_handled(service: Mapping[str, Any], load_balancer_class: str | None) -> bool:
-    """Type LoadBalancer, and no spec.loadBalancerClass (without our class flag) or exactly our class."""
-    spec = _mapping(service.get("spec"))
-    if spec.get("type") != "LoadBalancer":
-        return False
-    service_class = spec.get("loadBalancerClass") or None
-    return service_class == load_balancer_class
 
 
 def _annotation_field(name: str) -> str:
@@ -237,28 +217,3 @@ def parse_service(service: Mapping[str, Any], namespace_labels: Mapping[str, str
         families=families,
         require_all_families=require_all,
     )
-
-
-def ingress_for(ips: Sequence[IPAddress]) -> list[dict[str, str]]:
-    """status.loadBalancer.ingress for ``ips``; ipMode VIP: traffic to the IP is handled on the node."""
-    return [{"ip": str(ip), "ipMode": "VIP"} for ip in ips]
-
-
-def assigned_ips(service: Mapping[str, Any]) -> tuple[IPAddress, ...]:
-    """The valid IPs in status.loadBalancer.ingress (hostnames and garbage skipped, duplicates dropped)."""
-    status = _mapping(service.get("status"))
-    ingress = _mapping(status.get("loadBalancer")).get("ingress")
-    if not isinstance(ingress, list):
-        return ()
-    ips: list[IPAddress] = []
-    for entry in ingress:
-        text = _mapping(entry).get("ip")
-        if not isinstance(text, str):
-            continue
-        try:
-            ip = ipaddress.ip_address(text.strip())
-        except ValueError:
-            continue
-        if ip not in ips:
-            ips.append(ip)
-    return tuple(ips)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from common.config import build_config, parse_address_range
 from common.pools import Config, IPAddress, Pool, ServiceAllocation
-from controller.config import build_config, parse_address_range
 from controller.requests import ServiceRequest
 
 

@@ -7,10 +7,10 @@ import tracemalloc
 
 import pytest
 
+from common.config import parse_configmap
 from common.pools import ServiceAllocation
 from common.selectors import LabelSelector
 from controller.allocator import AllocationError, Allocator, Assignment, PoolStats
-from controller.config import parse_configmap
 from controller.requests import parse_service
 from tests.unit.controller.helpers import config, ip, pool, request
 

@@ -8,13 +8,7 @@ from typing import Any
 import pytest
 
 from common.errors import RequestError
-from controller.requests import (
-    POOL_ANNOTATION_OUT,
-    assigned_ips,
-    ingress_for,
-    is_handled,
-    parse_service,
-)
+from controller.requests import parse_service
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -208,26 +202,3 @@ def test_ports_etp_selector() -> None:
     assert request.ports == ((53, "UDP"), (53, "TCP"))
     assert request.external_traffic_policy == "Local"
     assert request.selector == (("a", "1"), ("b", "2"))
-
-
-def test_is_handled() -> None:
-    lb = service()
-    assert is_handled(lb, None)
-    assert not is_handled(lb, "ironlb.io/lb")
-    assert not is_handled(service(), "x") and not is_handled({"spec": {"type": "ClusterIP"}}, None)
-    classed = service(loadBalancerClass="ironlb.io/lb")
-    assert is_handled(classed, "ironlb.io/lb")
-    assert not is_handled(classed, None)
-    assert not is_handled(service(loadBalancerClass="other"), "ironlb.io/lb")
-    assert not is_handled({}, None)
-
-
-def test_ingress_and_assigned_ips() -> None:
-    ips = (V4("192.168.10.90"), V6("fd00::1"))
-    ingress = ingress_for(ips)
-    assert ingress == [{"ip": "192.168.10.90", "ipMode": "VIP"}, {"ip": "fd00::1", "ipMode": "VIP"}]
-    svc = {"status": {"loadBalancer": {"ingress": [*ingress, {"hostname": "x"}, {"ip": "junk"}, ingress[0]]}}}
-    assert assigned_ips(svc) == ips
-    assert assigned_ips({}) == ()
-    assert assigned_ips({"status": {"loadBalancer": {"ingress": "nope"}}}) == ()
-    assert POOL_ANNOTATION_OUT == "metallb.io/ip-allocated-from-pool"

@@ -7,15 +7,17 @@ from typing import Any
 
 import pytest
 
-from common.errors import ConfigError
-from common.pools import AddressRange
-from controller.config import (
+from common.config import (
+    ConfigProblem,
     build_config,
     parse_address_range,
     parse_configmap,
     parse_ip_address_pool,
     parse_l2_advertisement,
+    rebuild_config,
 )
+from common.errors import ConfigError
+from common.pools import AddressRange
 
 CM = "ConfigMap metallb-system/config"
 
@@ -393,3 +395,35 @@ def test_duplicate_yaml_keys_are_rejected_like_go_strict_unmarshal() -> None:
 def test_numeric_pool_name_is_a_string_as_in_go() -> None:
     (pool,) = parse_configmap(cm(pool_yaml("[10.0.0.0/24]", name="2024")), CM)
     assert pool.name == "2024"
+
+CONFIGMAP = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "config", "namespace": "metallb-system"},
+    "data": {"config": "address-pools: [{name: default, protocol: layer2, addresses: [10.0.0.1-10.0.0.2]}]"},
+}
+
+
+def test_config_problems_name_the_object_to_blame() -> None:
+    garbage = {**CONFIGMAP, "data": {"config": "address-pools: ["}}
+    with pytest.raises(ConfigProblem) as problem:
+        rebuild_config(garbage, [], [])
+    assert problem.value.target == ("ConfigMap", "metallb-system", "config")
+
+    pool = {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": "p", "namespace": "metallb-system"},
+        "spec": {"addresses": ["10.0.0.2/32"]},
+    }
+    with pytest.raises(ConfigProblem) as problem:
+        rebuild_config(CONFIGMAP, [pool], [])
+    assert "overlap" in str(problem.value)
+    blamed = {("IPAddressPool", "metallb-system", "p"), ("ConfigMap", "metallb-system", "config")}
+    assert problem.value.target in blamed
+
+    bad = {**pool, "spec": {"addresses": ["10.1.0.0/99"]}}
+    with pytest.raises(ConfigProblem) as problem:
+        rebuild_config(None, [bad], [])
+    assert problem.value.target == ("IPAddressPool", "metallb-system", "p")
+    assert "spec.addresses[0]" in str(problem.value)

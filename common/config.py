@@ -2,7 +2,7 @@
 
 Sources: the v0.12 ConfigMap (``config`` key, strict like MetalLB's yaml.UnmarshalStrict) and the
 metallb.io/v1beta1 IPAddressPool and L2Advertisement custom resources. ``build_config`` cross-checks
-pools from both sources.
+pools from both sources; ``rebuild_config`` does it all from the source objects and names the object to blame.
 """
 
 from __future__ import annotations
@@ -355,3 +355,59 @@ def build_config(pools: Iterable[Pool], l2_advertisements: Iterable[L2Advertisem
         if previous is None or last > previous[0]:
             furthest[version] = (last, position, range_index)
     return Config(pools=pools, l2_advertisements=tuple(l2_advertisements))
+
+
+class ConfigProblem(Exception):
+    """An invalid configuration, with the object to put the Warning event on (kind, namespace, name)."""
+
+    def __init__(self, error: ConfigError, target: tuple[str, str, str] | None) -> None:
+        self.error = error
+        self.target = target
+        super().__init__(str(error))
+
+
+def object_source(kind: str, obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata") or {}
+    return f"{kind} {metadata.get('namespace', '')}/{metadata.get('name', '')}"
+
+
+def _target(kind: str, obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    metadata = obj.get("metadata") or {}
+    return kind, str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+
+
+def rebuild_config(
+    configmap: Mapping[str, Any] | None,
+    ip_address_pools: Iterable[Mapping[str, Any]],
+    l2_advertisements: Iterable[Mapping[str, Any]],
+) -> Config:
+    """Parse every source object and cross-check them; raises ConfigProblem naming the object at fault."""
+    targets: dict[str, tuple[str, str, str]] = {}
+    pools: list[Pool] = []
+    advertisements: list[L2Advertisement] = []
+    if configmap is not None:
+        source = object_source("ConfigMap", configmap)
+        targets[source] = _target("ConfigMap", configmap)
+        try:
+            pools.extend(parse_configmap(configmap.get("data"), source))
+        except ConfigError as e:
+            raise ConfigProblem(e if e.source else e.with_source(source), targets[source]) from e
+    for kind, objects in (("IPAddressPool", ip_address_pools), ("L2Advertisement", l2_advertisements)):
+        for obj in objects:
+            source = object_source(kind, obj)
+            targets[source] = _target(kind, obj)
+            try:
+                if kind == "IPAddressPool":
+                    pools.append(parse_ip_address_pool(obj))
+                else:
+                    advertisements.append(parse_l2_advertisement(obj))
+            except ConfigError as e:
+                raise ConfigProblem(e if e.source else e.with_source(source), targets[source]) from e
+    try:
+        return build_config(pools, advertisements)
+    except ConfigError as e:
+        return_target = targets.get(e.source)
+        if return_target is None:
+            # Fall back on any object whose source the message starts with, then on the ConfigMap.
+            return_target = next((t for s, t in targets.items() if e.source.startswith(s)), None)
+        raise ConfigProblem(e, return_target) from e
