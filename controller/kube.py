@@ -13,8 +13,11 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import ssl
+import tempfile
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -42,15 +45,39 @@ class WatchExpired(Exception):
 
 def load_client_configuration(kubeconfig: str | None) -> Any:
     """Credentials the way every Kubernetes client finds them: --kubeconfig, then KUBECONFIG, then the
-    in-cluster service account, then ~/.kube/config. Returns a kubernetes.client.Configuration."""
+    in-cluster service account, then ~/.kube/config. Returns a kubernetes.client.Configuration.
+
+    The kubernetes package copies a kubeconfig's inline certificates and private key into temporary files
+    that stay on disk if the process is killed. Here they land in a private scratch directory, are moved
+    into anonymous memory files at once, and the directory is removed: nothing is left behind.
+    """
     configuration = kubernetes.client.Configuration()
-    if kubeconfig:
-        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
-    elif not os.environ.get("KUBECONFIG") and os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if not kubeconfig and not os.environ.get("KUBECONFIG") and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        # The mounted service account files are read in place: no copies.
         kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return configuration
+    scratch = Path(tempfile.mkdtemp(prefix="ironlb-credentials-"))
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig or None, client_configuration=configuration, temp_file_path=str(scratch)
+        )
+        for attribute in ("ssl_ca_cert", "cert_file", "key_file"):
+            path = getattr(configuration, attribute, None)
+            if path and Path(path).parent == scratch:
+                setattr(configuration, attribute, memory_file(Path(path).read_bytes(), attribute))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return configuration
+
+
+def memory_file(data: bytes, name: str) -> str:
+    """A path to `data` held only in this process's memory (a memfd): gone when the process ends, however
+    it ends. Open for the process's lifetime; readers (ssl, kopf) open the path like any file."""
+    fd = os.memfd_create(f"ironlb-{name}", os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return f"/proc/self/fd/{fd}"
 
 
 def bearer_token(configuration: Any) -> tuple[str | None, str | None]:
