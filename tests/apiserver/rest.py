@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ class Rest:
         assert resp.status_code < 300, f"{method} {path}: {resp.status_code} {resp.text}"
         return resp.json()
 
-    def watch(self, path: str, timeout: float = 10, **params: Any) -> Iterator[dict[str, Any]]:
+    def watch(self, path: str, timeout: float = 10, **params: Any) -> Generator[dict[str, Any], None, None]:
         """Yields watch events (dicts) until the server closes the stream."""
         params.setdefault("watch", "true")
         with self.session.get(self.base + path, params=params, stream=True, timeout=timeout) as resp:

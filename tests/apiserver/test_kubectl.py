@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 from lab.apiserver.process import ApiServerProcess
 from tests.conftest import KUBECTL
+from tests.streams import LineReader
 
 
 def test_kubectl_typed_creates_send_protobuf_and_work(kubectl) -> None:
@@ -72,6 +72,9 @@ def test_server_side_apply_merges(kubectl) -> None:
 
 
 def test_get_watch_prints_table_rows(apiserver: ApiServerProcess, kubectl) -> None:
+    # kubectl lists, then watches from the list's resourceVersion: once the listed row is printed, no later
+    # change can be missed, however slowly the watch request follows.
+    kubectl("create", "configmap", "listed")
     watcher = subprocess.Popen(
         [
             str(KUBECTL),
@@ -80,24 +83,26 @@ def test_get_watch_prints_table_rows(apiserver: ApiServerProcess, kubectl) -> No
             "get",
             "configmaps",
             "-w",
-            "--request-timeout=4s",
+            "--request-timeout=60s",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert watcher.stdout is not None
+    out = LineReader(watcher.stdout)
     try:
-        time.sleep(1.0)
+        out.wait_for("the listed row", lambda line: line.startswith("listed "))
         kubectl("create", "configmap", "watched", "--from-literal=a=b")
         kubectl("label", "configmap", "watched", "x=y")
-        out, err = watcher.communicate(timeout=15)
+        kubectl("create", "configmap", "sentinel")  # comes after every event about "watched"
+        out.wait_for("the sentinel row", lambda line: line.startswith("sentinel "))
     finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.wait()
-    rows = [line.split()[0] for line in out.splitlines() if line.strip()]
-    assert rows[0] == "NAME", out + err
-    assert rows.count("watched") == 2, out + err
+        watcher.kill()
+        watcher.wait()
+    rows = [line.split()[0] for line in out.close() if line.strip()]
+    assert rows[0] == "NAME", rows
+    assert rows.count("watched") == 2, rows
 
 
 def test_describe_and_wait_for_delete(apiserver: ApiServerProcess, kubectl) -> None:
@@ -112,13 +117,25 @@ def test_describe_and_wait_for_delete(apiserver: ApiServerProcess, kubectl) -> N
             "wait",
             "--for=delete",
             "service/desc",
-            "--timeout=15s",
+            "--timeout=30s",
+            "-v=6",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.5)
-    kubectl("delete", "service", "desc")
-    out, err = waiter.communicate(timeout=20)
-    assert waiter.returncode == 0, out + err
+    assert waiter.stderr is not None
+    log = LineReader(waiter.stderr)
+    try:
+        # Only a deletion after the waiter has seen the Service proves it waits for one.
+        log.wait_for("the waiter's informer synced", lambda line: "Caches populated" in line)
+        kubectl("delete", "service", "desc")
+        waiter.wait(timeout=30)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert waiter.stdout is not None
+    out = waiter.stdout.read()
+    assert waiter.returncode == 0, out + "\n".join(log.close())
+    assert "service/desc condition met" in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,17 +49,15 @@ def test_watch_from_resource_version_is_ordered_and_resumable(rest: Rest) -> Non
 
 def test_watch_without_version_lists_first_then_streams_live(rest: Rest) -> None:
     rest.ok("POST", CMS, configmap("old"))
-    received: list[dict[str, Any]] = []
-
-    def consume() -> None:
-        received.extend(rest.watch(CMS, timeoutSeconds="2"))
-
-    thread = threading.Thread(target=consume)
-    thread.start()
-    time.sleep(0.5)
-    rest.ok("POST", CMS, configmap("new"))
-    thread.join(10)
-    assert summary(received) == [("ADDED", "old"), ("ADDED", "new")]
+    stream = rest.watch(CMS, timeoutSeconds="30")
+    try:
+        # The server registers the watch before it sends the listing, so once "old" arrived the watch is live.
+        listed = next(stream)
+        rest.ok("POST", CMS, configmap("new"))
+        live = next(stream)
+    finally:
+        stream.close()
+    assert summary([listed, live]) == [("ADDED", "old"), ("ADDED", "new")]
 
 
 def test_selector_watch_sees_objects_enter_and_leave(rest: Rest) -> None:

@@ -8,7 +8,6 @@ sees the 403 and the Service left pending, so it can fail.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +171,14 @@ def test_one_missing_rule_is_caught(
         timeout=30,
     )
     assert "namespace=default name=nginx-metallb" in denied[0], denied[0]
-    assert "event=write_failed" in controller.log() and "403 Forbidden" in controller.log()
-    time.sleep(1.5)  # past a resync period (FAST_LEASE: 1 s): retries are denied too, nothing gets through
+    # The server logs the 403 before the controller has read the answer: wait for the controller's line.
+    wait_for("the controller logging the 403", lambda: "403 Forbidden" in controller.log(), timeout=30)
+    assert "event=write_failed" in controller.log()
+    # The write is retried and denied again: nothing gets through.
+    wait_for(
+        "a retried write denied too",
+        lambda: sum("verb=patch resource=services/status " in line for line in rbac_cluster.denials()) >= 2,
+        timeout=30,
+    )
     assert service_ips(kubectl, "nginx-metallb") == []
     assert controller.alive(), controller.log()[-3000:]

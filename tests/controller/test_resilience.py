@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from tests.controller.helpers import (
     apply,
     configmap,
     service,
+    wait_for,
     wait_ips,
 )
 
@@ -37,7 +37,8 @@ def test_api_server_restart(tmp_path: Path):
 
         port = server.port
         server.stop()
-        time.sleep(2)  # watches break, requests fail and are retried
+        # Restart only once the controller has seen the outage: its watches broke and a retry failed.
+        wait_for("the controller noticing the outage", lambda: "event=watch_failed" in controller.log())
         server = ApiServerProcess(data_dir=data, port=port).start()
 
         apply(kubectl, service("after"))

@@ -163,7 +163,12 @@ def test_down_leaves_no_namespace_link_process_or_file(lab_factory: LabFactory):
     (lab.paths.state_dir / "logs").mkdir(parents=True, exist_ok=True)
     (lab.paths.state_dir / "logs" / "extra.log").write_text("x")
     try:
-        time.sleep(0.2)
+        # `ip netns exec` enters the namespace, then execs sleep: only then is the process the lab's to find.
+        for proc in (inside, in_pod):
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{proc.pid}/comm").read_text().strip() != "sleep":
+                assert proc.poll() is None and time.monotonic() < deadline, "ip netns exec never ran sleep"
+                time.sleep(0.05)
         assert lab_leftovers(lab)
         lab.down()
         for proc in (inside, in_pod, marked, naming):
