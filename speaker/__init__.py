@@ -1,1 +1,4 @@
-"""The per-node layer-2 speaker (ARP/NDP announcement of LoadBalancer IPs). Not built yet: see the issues."""
+"""The per-node layer-2 speaker: answers ARP and NDP for the LoadBalancer IPs this node wins.
+
+See docs/speaker.md.
+"""
