@@ -508,13 +508,17 @@ class Controller:
             )
         if service is None:
             return
-        path = f"/api/v1/namespaces/{namespace}/services/{name}"
+        # One write through the status subresource carries the pool annotation too: the Service status
+        # strategy resets only spec, so the controller needs no right to update Services themselves (a
+        # compromised controller could otherwise rewrite any Service's selector or externalIPs).
+        patch: JSON = {}
+        if outcome.ingress is not None:
+            patch["status"] = {"loadBalancer": {"ingress": outcome.ingress or None}}
+        if outcome.pool_annotation is not UNCHANGED:
+            patch["metadata"] = {"annotations": {POOL_ANNOTATION_OUT: outcome.pool_annotation}}
         try:
-            if outcome.ingress is not None:
-                patch = {"status": {"loadBalancer": {"ingress": outcome.ingress or None}}}
-                self._remember(key, await self.client.merge_patch(path + "/status", patch))
-            if outcome.pool_annotation is not UNCHANGED:
-                patch = {"metadata": {"annotations": {POOL_ANNOTATION_OUT: outcome.pool_annotation}}}
+            if patch:
+                path = f"/api/v1/namespaces/{namespace}/services/{name}/status"
                 self._remember(key, await self.client.merge_patch(path, patch))
         except ApiError as e:
             if e.status == 404:

@@ -380,6 +380,16 @@ class Api:
             # Status writes change status only (the real ResetObjectMetaForStatus + spec reset).
             candidate = dict(old)
             candidate["metadata"] = dict(old_meta)
+            if rt.key == ("", "services"):
+                # The real Service status strategy resets only spec: labels and annotations sent along are
+                # kept (MetalLB writes ip-allocated-from-pool this way, with no right to update Services).
+                for field in ("labels", "annotations"):
+                    value = (new.get("metadata") or {}).get(field)
+                    if value:
+                        candidate["metadata"][field] = value
+                    else:
+                        candidate["metadata"].pop(field, None)
+                _validate_metadata(rt, candidate["metadata"], creating=False)
             if "status" in new:
                 candidate["status"] = new["status"]
             else:

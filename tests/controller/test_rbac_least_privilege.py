@@ -3,7 +3,8 @@
 An API server enforcing RBAC knows the controller's service account by a static token; the admin applies the
 namespace, the CRDs and the shipped RBAC as they are, and the controller runs in-cluster with that token. The
 whole tutorial flow must work without one 403 for the controller; and with one rule removed the same test
-sees the 403 and the Service left pending, so it can fail.
+sees the 403 and the Service left pending, so it can fail. The controller may not update or patch Services
+(only their status): the pool annotation rides on the status write, as MetalLB's does.
 """
 
 from __future__ import annotations
@@ -116,6 +117,14 @@ def shipped_rbac() -> list[dict[str, Any]]:
 def test_controller_works_with_exactly_the_shipped_rbac(
     rbac_cluster: RbacCluster, in_cluster_controller: Callable[[], Controller]
 ) -> None:
+    service_verbs = {
+        verb
+        for doc in shipped_rbac()
+        for rule in doc.get("rules") or []
+        if "services" in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert service_verbs == {"list", "watch"}, "the controller must not be able to rewrite Services"
     kubectl = rbac_cluster.kubectl
     apply(kubectl, SHIPPED_RBAC)
     apply(kubectl, TUTORIAL_DIR / "metallb-config.yaml")
