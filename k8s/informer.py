@@ -1,0 +1,269 @@
+"""An informer: a cache of one collection kept current by list + watch in its own thread, reporting changes.
+
+As client-go's: list (paginated), then watch from the list's resourceVersion; a 410 Gone lists again at once,
+a broken stream or a failed list lists again after a growing back-off. After a re-list, objects that vanished
+meanwhile are reported deleted and changed ones updated, so no change is missed. `transform` runs on every
+object before it is cached or delivered: a daemon keeps only the fields it reads (memory), as client-go's
+TransformFunc. The transformed object must keep metadata.name and metadata.namespace.
+
+Callbacks run in the informer thread, one at a time, and must be quick: hand work to a queue (k8s.workqueue),
+or to an asyncio loop with `Handlers.on_loop`. The cache is safe to read from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from k8s.client import Client, Watch, WatchExpired
+from k8s.meta import JSON, key_of, object_key, resource_version
+
+log = logging.getLogger("k8s.informer")
+
+Transform = Callable[[JSON], JSON]
+
+
+def _ignore_one(obj: JSON) -> None:
+    return None
+
+
+def _ignore_two(old: JSON, new: JSON) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Handlers:
+    """client-go's ResourceEventHandlerFuncs. on_update(old, new) also runs for a periodic resync, with old
+    and new the same object."""
+
+    on_add: Callable[[JSON], None] = _ignore_one
+    on_update: Callable[[JSON, JSON], None] = _ignore_two
+    on_delete: Callable[[JSON], None] = _ignore_one
+
+    @classmethod
+    def by_type(cls, callback: Callable[[str, JSON], None]) -> Handlers:
+        """One callback for everything, called with the watch event type: ADDED, MODIFIED or DELETED."""
+        return cls(
+            on_add=lambda obj: callback("ADDED", obj),
+            on_update=lambda old, new: callback("MODIFIED", new),
+            on_delete=lambda obj: callback("DELETED", obj),
+        )
+
+    def on_loop(self, loop: asyncio.AbstractEventLoop) -> Handlers:
+        """The same callbacks, run on an asyncio loop rather than the informer thread (thread-safe)."""
+
+        def add(obj: JSON) -> None:
+            loop.call_soon_threadsafe(self.on_add, obj)
+
+        def update(old: JSON, new: JSON) -> None:
+            loop.call_soon_threadsafe(self.on_update, old, new)
+
+        def delete(obj: JSON) -> None:
+            loop.call_soon_threadsafe(self.on_delete, obj)
+
+        return Handlers(on_add=add, on_update=update, on_delete=delete)
+
+
+class Informer:
+    def __init__(
+        self,
+        client: Client,
+        path: str,
+        handlers: Handlers | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        transform: Transform | None = None,
+        resync_period: float = 0.0,
+        page_size: int = 500,
+        watch_timeout: int = 300,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.handlers = handlers or Handlers()
+        self.query = dict(query or {})
+        self.transform = transform
+        self.resync_period = resync_period
+        self.page_size = page_size
+        self.watch_timeout = watch_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.resource_version = ""  # of the last list, watch event or bookmark seen
+        self._cache: dict[str, JSON] = {}
+        self._versions: dict[str, str] = {}  # the stored objects' resourceVersions (transform may drop them)
+        self._lock = threading.Lock()
+        self._deliver = threading.Lock()  # callbacks run one at a time, also against the resync thread
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._watch: Watch | None = None
+        self._threads: list[threading.Thread] = []
+
+    # ---- life cycle -----------------------------------------------------------------------------------
+
+    def start(self) -> Informer:
+        self._threads.append(threading.Thread(target=self._run, name=f"informer {self.path}", daemon=True))
+        if self.resync_period > 0:
+            self._threads.append(
+                threading.Thread(target=self._resync_loop, name=f"resync {self.path}", daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop watching (an open watch is closed at once) and wait for the threads to end."""
+        self._stop.set()
+        watch = self._watch
+        if watch is not None:
+            watch.close()
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is not current and thread.is_alive():
+                thread.join(timeout)
+
+    def has_synced(self) -> bool:
+        """Whether the first complete list is cached and delivered."""
+        return self._synced.is_set()
+
+    def wait_for_sync(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    # ---- the cache ------------------------------------------------------------------------------------
+
+    def list(self) -> builtins.list[JSON]:
+        with self._lock:
+            return list(self._cache.values())
+
+    def keys(self) -> builtins.list[str]:
+        with self._lock:
+            return list(self._cache)
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        """The cached object; namespace "" for a cluster-scoped one."""
+        return self.get_by_key(object_key(namespace, name))
+
+    def get_by_key(self, key: str) -> JSON | None:
+        with self._lock:
+            return self._cache.get(key)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
+    # ---- list and watch -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = self.backoff_initial
+        version = ""
+        while not self._stop.is_set():
+            try:
+                if not version:
+                    version = self._relist()
+                    if self._stop.is_set():
+                        return
+                version = self._watch_from(version)
+                backoff = self.backoff_initial  # the server ended a healthy watch: watch on from there
+            except WatchExpired as exc:
+                log.info("event=watch_expired path=%s error=%s", self.path, exc.message)
+                version = ""
+            except Exception as exc:  # refused, reset, 5xx, a garbled body: list again after a pause
+                if self._stop.is_set():
+                    return
+                log.warning("event=watch_failed path=%s error=%r backoff=%.1fs", self.path, exc, backoff)
+                version = ""
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+
+    def _relist(self) -> str:
+        fresh: dict[str, JSON] = {}
+        versions: dict[str, str] = {}
+        list_version = ""
+        for page in self.client.pages(self.path, limit=self.page_size, **self.query):
+            list_version = list_version or resource_version(page)
+            for item in page.get("items") or []:
+                key = key_of(item)
+                versions[key] = resource_version(item)
+                fresh[key] = self._transformed(item)
+        with self._lock:
+            old, old_versions = self._cache, self._versions
+            self._cache, self._versions = fresh, versions
+            self.resource_version = list_version
+        with self._deliver:
+            for key, obj in old.items():
+                if key not in fresh:
+                    self._call(self.handlers.on_delete, obj)
+            for key, obj in fresh.items():
+                previous = old.get(key)
+                if previous is None:
+                    self._call(self.handlers.on_add, obj)
+                elif old_versions.get(key) != versions[key]:
+                    self._call(self.handlers.on_update, previous, obj)
+        self._synced.set()
+        return list_version
+
+    def _watch_from(self, version: str) -> str:
+        watch = self.client.watch(
+            self.path, version, timeout_seconds=self.watch_timeout, bookmarks=True, **self.query
+        )
+        self._watch = watch
+        try:
+            if self._stop.is_set():
+                return version
+            for event in watch:
+                kind, raw = str(event.get("type")), event.get("object") or {}
+                version = resource_version(raw) or version
+                self.resource_version = version
+                if kind == "BOOKMARK":
+                    continue
+                self._apply(kind, raw, version)
+                if self._stop.is_set():
+                    break
+            return version
+        finally:
+            self._watch = None
+            watch.close()
+
+    def _apply(self, kind: str, raw: JSON, version: str) -> None:
+        key = key_of(raw)
+        obj = self._transformed(raw)
+        with self._lock:
+            old = self._cache.get(key)
+            if kind == "DELETED":
+                self._cache.pop(key, None)
+                self._versions.pop(key, None)
+            else:
+                self._cache[key] = obj
+                self._versions[key] = version
+        with self._deliver:
+            if kind == "DELETED":
+                self._call(self.handlers.on_delete, obj)
+            elif old is None:
+                self._call(self.handlers.on_add, obj)
+            else:
+                self._call(self.handlers.on_update, old, obj)
+
+    def _transformed(self, obj: JSON) -> JSON:
+        return self.transform(obj) if self.transform is not None else obj
+
+    def _resync_loop(self) -> None:
+        """Re-deliver every cached object as an update, from the cache (no API call): level-triggered
+        handlers get a periodic chance to repair what a failed sync left behind."""
+        while not self._stop.wait(self.resync_period):
+            if not self._synced.is_set():
+                continue
+            with self._deliver:
+                for obj in self.list():
+                    if self._stop.is_set():
+                        return
+                    self._call(self.handlers.on_update, obj, obj)
+
+    def _call(self, callback: Callable[..., None], *objects: JSON) -> None:
+        try:
+            callback(*objects)
+        except Exception:  # one faulty handler must not end the informer (and its cache) for everyone
+            log.exception("event=handler_failed path=%s", self.path)

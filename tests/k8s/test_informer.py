@@ -1,0 +1,232 @@
+"""k8s.informer against the embedded API server: list + watch, transform, 410 relists, restarts, resync."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s.client import Client
+from k8s.informer import Handlers, Informer
+from k8s.meta import JSON
+from lab.apiserver.process import ApiServerProcess
+from tests.k8s.conftest import CMS, configmap
+
+Seen = tuple[str, str]  # (callback, object name)
+
+
+class Recorder:
+    """Handlers that put what they see on a queue, so a test waits for an event instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[tuple[str, JSON, JSON | None]] = queue.Queue()
+
+    def handlers(self) -> Handlers:
+        return Handlers(
+            on_add=lambda obj: self.events.put(("add", obj, None)),
+            on_update=lambda old, new: self.events.put(("update", new, old)),
+            on_delete=lambda obj: self.events.put(("delete", obj, None)),
+        )
+
+    def next(self, timeout: float = 10.0) -> tuple[str, JSON, JSON | None]:
+        return self.events.get(timeout=timeout)
+
+    def take(self, count: int, timeout: float = 10.0) -> set[Seen]:
+        return {
+            (kind, obj["metadata"]["name"]) for kind, obj, _ in (self.next(timeout) for _ in range(count))
+        }
+
+    def quiet(self) -> bool:
+        return self.events.empty()
+
+
+def slim(obj: JSON) -> JSON:
+    metadata = obj["metadata"]
+    return {
+        "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]},
+        "data": obj.get("data"),
+    }
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_lists_in_pages_watches_transforms_and_reports(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("a", "b", "c"):
+        client.create(CMS, configmap(name, k=name))
+    pages: list[str | None] = []
+
+    class Counting(Client):
+        def get(self, path: str, **query: Any) -> Any:
+            pages.append(query.get("continue"))
+            return super().get(path, **query)
+
+    recorder = Recorder()
+    handlers = recorder.handlers()
+
+    def on_add(obj: JSON) -> None:
+        if obj["metadata"]["name"] == "faulty":
+            raise RuntimeError("a handler bug")
+        handlers.on_add(obj)
+
+    counting = Counting(client.configuration)
+    informer = Informer(
+        counting,
+        CMS,
+        Handlers(on_add=on_add, on_update=handlers.on_update, on_delete=handlers.on_delete),
+        transform=slim,
+        page_size=2,
+    ).start()
+    try:
+        assert informer.wait_for_sync(10)
+        assert informer.has_synced()
+        assert recorder.take(3) == {("add", "a"), ("add", "b"), ("add", "c")}
+        assert len(pages) == 2 and pages[1]  # 3 objects, 2 per page
+        assert sorted(informer.keys()) == ["default/a", "default/b", "default/c"]
+        assert informer.get("default", "a") == {
+            "metadata": {"name": "a", "namespace": "default"},
+            "data": {"k": "a"},
+        }
+
+        with caplog.at_level(logging.ERROR, logger="k8s.informer"):
+            client.create(CMS, configmap("faulty"))
+            client.create(CMS, configmap("d", k="d"))
+            kind, obj, _ = recorder.next()
+        assert (kind, obj["metadata"]["name"]) == ("add", "d")  # the faulty handler did not stop the informer
+        assert "event=handler_failed" in caplog.text
+        assert informer.get("default", "faulty") is not None
+
+        client.merge_patch(f"{CMS}/a", {"data": {"k": "changed"}})
+        kind, new, old = recorder.next()
+        assert kind == "update" and old is not None
+        assert (old["data"], new["data"]) == ({"k": "a"}, {"k": "changed"})
+        client.delete(f"{CMS}/b")
+        assert recorder.take(1) == {("delete", "b")}
+        assert informer.get("default", "b") is None
+        assert len(informer) == 4
+    finally:
+        informer.stop()
+        counting.close()
+
+
+def test_an_expired_watch_relists_and_reports_what_changed_meanwhile(
+    short_history: ApiServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = Client.load(str(short_history.kubeconfig))
+    for name in ("keep", "gone", "changes"):
+        client.create(CMS, configmap(name))
+    recorder = Recorder()
+    entered, release = threading.Event(), threading.Event()
+
+    def on_add(obj: JSON) -> None:
+        if obj["metadata"]["name"] == "block":
+            entered.set()
+            release.wait(30)  # hold the informer thread while its watch's version falls out of the history
+        recorder.events.put(("add", obj, None))
+
+    handlers = recorder.handlers()
+    informer = Informer(
+        client,
+        CMS,
+        Handlers(on_add=on_add, on_update=handlers.on_update, on_delete=handlers.on_delete),
+        watch_timeout=1,
+    ).start()
+    try:
+        assert informer.wait_for_sync(10)
+        assert recorder.take(3) == {("add", "keep"), ("add", "gone"), ("add", "changes")}
+        with caplog.at_level(logging.INFO, logger="k8s.informer"):
+            client.create(CMS, configmap("block"))
+            assert entered.wait(10)
+            # Let the server end this watch (timeoutSeconds=1), so what follows is not in its stream.
+            time.sleep(2.0)
+            client.delete(f"{CMS}/gone")
+            client.merge_patch(f"{CMS}/changes", {"data": {"k": "v"}})
+            for i in range(6):  # more writes than the server keeps: the informer's version expires
+                client.create(CMS, configmap(f"n{i}"))
+            release.set()
+            assert recorder.take(1) == {("add", "block")}
+            seen = recorder.take(8)
+        assert seen == {("delete", "gone"), ("update", "changes"), *{("add", f"n{i}") for i in range(6)}}
+        assert "event=watch_expired" in caplog.text
+        assert sorted(informer.keys()) == sorted(f"default/{i['metadata']['name']}" for i in client.list(CMS))
+    finally:
+        release.set()
+        informer.stop()
+        client.close()
+
+
+def test_survives_an_api_server_restart(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "srv"
+    server = ApiServerProcess(data).start()
+    port = server.port
+    client = Client.load(str(server.kubeconfig), timeout=5)
+    recorder = Recorder()
+    informer = Informer(client, CMS, recorder.handlers(), backoff_initial=0.1, backoff_max=0.5).start()
+    try:
+        client.create(CMS, configmap("before"))
+        assert informer.wait_for_sync(10)
+        assert recorder.take(1) == {("add", "before")}
+        with caplog.at_level(logging.WARNING, logger="k8s.informer"):
+            server.stop()
+            wait_for(lambda: "event=watch_failed" in caplog.text)
+        assert informer.has_synced() and informer.get("default", "before") is not None  # the cache stays
+        server = ApiServerProcess(data, port=port).start()
+        client.create(CMS, configmap("after"))
+        assert recorder.take(1, timeout=30) == {("add", "after")}
+        client.delete(f"{CMS}/before")
+        assert recorder.take(1) == {("delete", "before")}
+    finally:
+        informer.stop()
+        client.close()
+        server.stop()
+
+
+def test_resync_redelivers_the_cache_as_updates(client: Client) -> None:
+    client.create(CMS, configmap("r"))
+    recorder = Recorder()
+    informer = Informer(client, CMS, recorder.handlers(), resync_period=0.2).start()
+    try:
+        assert recorder.take(1) == {("add", "r")}
+        for _ in range(2):
+            kind, new, old = recorder.next()
+            assert kind == "update" and old is new  # from the cache: no API call, the very same object
+    finally:
+        informer.stop()
+
+
+async def test_handlers_can_deliver_to_an_asyncio_loop(client: Client) -> None:
+    loop = asyncio.get_running_loop()
+    received: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+    handlers = Handlers(
+        on_add=lambda obj: received.put_nowait((obj["metadata"]["name"], threading.get_ident()))
+    )
+    informer = Informer(client, CMS, handlers.on_loop(loop)).start()
+    try:
+        await asyncio.to_thread(client.create, CMS, configmap("async"))
+        name, thread = await asyncio.wait_for(received.get(), 10)
+        assert (name, thread) == ("async", threading.get_ident())  # ran on the loop's thread
+    finally:
+        await asyncio.to_thread(informer.stop)
+
+
+def test_stop_ends_an_open_watch_at_once(client: Client) -> None:
+    informer = Informer(client, CMS, watch_timeout=300).start()
+    assert informer.wait_for_sync(10)
+    time.sleep(0.2)  # let the watch open
+    began = time.monotonic()
+    informer.stop()
+    assert time.monotonic() - began < 3
+    assert not any(t.is_alive() for t in informer._threads)
