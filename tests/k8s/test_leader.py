@@ -1,0 +1,110 @@
+"""k8s.leader against the embedded API server: client-go's Lease rules, fencing, release and run()."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from k8s.client import Client
+from k8s.leader import LeaderElector
+
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/default/leases/ironlb-test"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def elector(client: Client, identity: str, clock: FakeClock | None = None, **timing: float) -> LeaderElector:
+    timing = {"lease_duration": 15.0, "renew_deadline": 10.0, "retry_period": 2.0, **timing}
+    return LeaderElector(client, "default", "ironlb-test", identity, clock=clock or time.monotonic, **timing)
+
+
+def test_one_holder_takeover_only_after_the_lease_duration_of_our_own_clock(client: Client) -> None:
+    a_clock, b_clock = FakeClock(), FakeClock()
+    a, b = elector(client, "a", a_clock), elector(client, "b", b_clock)
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()  # held, and just observed
+    b_clock.now += 14.9
+    assert not b.try_acquire_or_renew()  # the record has not changed, but not for 15 s of b's clock yet
+    assert a.try_acquire_or_renew()  # a renews: the record changes
+    b_clock.now += 14.9
+    assert not b.try_acquire_or_renew()  # b starts counting again from the renewal it saw
+    b_clock.now += 15.1
+    assert b.try_acquire_or_renew()  # a went silent for a whole lease duration: b takes over
+    spec = client.get(LEASE)["spec"]
+    assert spec["holderIdentity"] == "b" and spec["leaseTransitions"] == 1
+    assert not a.try_acquire_or_renew()  # a sees b's fresh record and steps back
+
+
+def test_may_write_ends_at_the_renew_deadline_even_before_the_renew_loop_notices(client: Client) -> None:
+    clock = FakeClock()
+    a = elector(client, "a", clock)
+    stop = threading.Event()
+    assert a.acquire(stop) and a.is_leader
+    assert a.may_write()
+    clock.now += 9.9
+    assert a.may_write()
+    clock.now += 0.2  # paused past the deadline: still "leader" as far as the loop knows, but fenced
+    assert a.is_leader and not a.may_write()
+    assert a.try_acquire_or_renew()
+    assert a.may_write()  # a successful renewal lifts the fence
+
+
+def test_a_leader_that_cannot_renew_loses_and_stops(client: Client) -> None:
+    a = elector(client, "a", lease_duration=3.0, renew_deadline=1.0, retry_period=0.2)
+    stop = threading.Event()
+    assert a.acquire(stop)
+    # Another replica (with a clock far ahead, as if the lease had long expired) takes the lease over.
+    far = FakeClock()
+    usurper = elector(client, "b", far, lease_duration=3.0, renew_deadline=1.0, retry_period=0.2)
+    usurper.try_acquire_or_renew()
+    far.now += 10
+    assert usurper.try_acquire_or_renew()
+    began = time.monotonic()
+    assert a.renew(stop) is False  # lost: renewals fail until the deadline
+    assert 0.9 < time.monotonic() - began < 5
+    assert not a.is_leader and not a.may_write()
+
+
+def test_run_releases_on_stop_so_a_standby_takes_over_at_once(client: Client) -> None:
+    timing = {"lease_duration": 30.0, "renew_deadline": 20.0, "retry_period": 0.1}
+    a, b = elector(client, "a", None, **timing), elector(client, "b", None, **timing)
+    stop_a, stop_b = threading.Event(), threading.Event()
+    log: list[str] = []
+    started = threading.Event()
+
+    def on_started() -> None:
+        log.append("a started")
+        started.set()
+
+    def run_a() -> None:
+        a.run(stop_a, on_started, lambda: log.append("a stopped"))
+
+    thread_a = threading.Thread(target=run_a)
+    thread_a.start()
+    assert started.wait(10)
+    assert client.get(LEASE)["spec"]["holderIdentity"] == "a"
+    acquired_b: list[bool] = []
+    thread_b = threading.Thread(target=lambda: acquired_b.append(b.acquire(stop_b)))
+    thread_b.start()
+    time.sleep(0.3)
+    assert not acquired_b  # a holds a 30 s lease and renews it
+    stop_a.set()
+    thread_a.join(10)
+    assert log == ["a started", "a stopped"]
+    thread_b.join(5)  # far sooner than the 30 s lease duration: a handed the lease back
+    assert acquired_b == [True]
+    assert client.get(LEASE)["spec"]["holderIdentity"] == "b"
+    assert not a.may_write()
+
+
+def test_timing_must_leave_room_to_step_down(client: Client) -> None:
+    with pytest.raises(ValueError):
+        elector(client, "a", lease_duration=10.0, renew_deadline=10.0)
