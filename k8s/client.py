@@ -15,6 +15,8 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
@@ -66,25 +68,49 @@ class ConfigError(Exception):
 def load_configuration(kubeconfig: str | None = None) -> Any:
     """Credentials the way every Kubernetes client finds them: --kubeconfig, then KUBECONFIG, then the
     in-cluster service account, then ~/.kube/config. Returns a kubernetes.client.Configuration; raises
-    ConfigError naming the source and the reason."""
+    ConfigError naming the source and the reason.
+
+    The kubernetes package copies a kubeconfig's inline certificates and private key into temporary files
+    that stay on disk if the process is killed. Here they land in a private scratch directory, are moved into
+    anonymous memory files at once, and the directory is removed: nothing is left behind.
+    """
     configuration = kubernetes.client.Configuration()
     # The kubernetes package is only partly typed: its untyped corners are reached through Any.
     loader: Any = kubernetes.config
-    in_cluster = (
-        not kubeconfig and not os.environ.get("KUBECONFIG") and os.environ.get("KUBERNETES_SERVICE_HOST")
-    )
-    # Read KUBECONFIG now: the kubernetes package reads it once, when it is imported.
-    source = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
-    try:
-        if in_cluster:
-            source = "in-cluster"
+    if not kubeconfig and not os.environ.get("KUBECONFIG") and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            # The mounted service account files are read in place: no copies.
             loader.load_incluster_config(client_configuration=configuration)
-        else:
-            # A KUBECONFIG list (a:b) is merged, as kubectl does.
-            loader.load_kube_config(config_file=source, client_configuration=configuration)
-    except Exception as exc:  # the loaders raise ConfigException, OSError, YAML and key errors alike
+        except Exception as exc:  # ConfigException, OSError: name the source, whatever the loader raised
+            raise ConfigError(f"in-cluster: {exc}") from exc
+        return configuration
+    # Read KUBECONFIG now: the kubernetes package reads it once, when it is imported. A list (a:b) is merged,
+    # as kubectl does.
+    source = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+    scratch = Path(tempfile.mkdtemp(prefix="ironlb-credentials-"))
+    try:
+        loader.load_kube_config(
+            config_file=source, client_configuration=configuration, temp_file_path=str(scratch)
+        )
+        for attribute in ("ssl_ca_cert", "cert_file", "key_file"):
+            path = getattr(configuration, attribute, None)
+            if path and Path(path).parent == scratch:
+                setattr(configuration, attribute, memory_file(Path(path).read_bytes(), attribute))
+    except Exception as exc:  # ConfigException, OSError, YAML and key errors alike
         raise ConfigError(f"{source}: {exc}") from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return configuration
+
+
+def memory_file(data: bytes, name: str) -> str:
+    """A path to `data` held only in this process's memory (a memfd): gone when the process ends, however
+    it ends. Open for the process's lifetime; readers (ssl, kopf) open the path like any file."""
+    fd = os.memfd_create(f"ironlb-{name}", os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return f"/proc/self/fd/{fd}"
 
 
 def bearer_token(configuration: Any) -> tuple[str | None, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -194,3 +195,18 @@ def test_a_refreshed_token_is_used_on_the_next_request(tmp_path: Path) -> None:
             assert client.get("/api/v1/namespaces/default")["metadata"]["name"] == "default"
             client.get("/api/v1/namespaces/default")
             assert len(refreshed) == 2
+
+
+def test_inline_credentials_never_reach_the_disk(
+    apiserver: ApiServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab's kubeconfig carries its client key inline; the kubernetes package would copy it to TMPDIR,
+    where a killed process leaves it. It lives in memory files instead."""
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    configuration = load_configuration(str(apiserver.kubeconfig))
+    assert list(private_tmp.iterdir()) == []
+    assert configuration.key_file.startswith("/proc/self/fd/")
+    with Client(configuration) as client:
+        assert client.get("/api/v1/namespaces/default")["metadata"]["name"] == "default"
