@@ -79,15 +79,18 @@ def reconcile_service(
         # After a type change no one else owns the status; after a class change another controller does, so we
         # only take back what is still ours.
         ours = current and (not is_load_balancer or (previous is not None and tuple(previous.ips) == current))
+        # A real API server clears the status itself on a type change: what we held is cleared all the same.
+        cleared = current if ours else (previous.ips if previous is not None and not is_load_balancer else ())
         if ours:
             outcome.ingress = []
+        if cleared:
             reason = (
                 f"service type is {spec.get('type')!s}, not LoadBalancer"
                 if not is_load_balancer
                 else f"service has loadBalancerClass {spec.get('loadBalancerClass')!s}, not ours"
             )
             outcome.events.append(
-                Event("Normal", "ClearAssignment", f"clearing assignment {format_ips(current)}: {reason}")
+                Event("Normal", "ClearAssignment", f"clearing assignment {format_ips(cleared)}: {reason}")
             )
             outcome.action = "cleared"
         if POOL_ANNOTATION_OUT in annotations and (ours or previous is not None):
