@@ -21,11 +21,13 @@ from lab.apiserver.validation import (
     check_dns1123_label,
     check_dns1123_subdomain,
     check_label_map,
+    check_legacy_ip,
     duplicate,
     forbidden,
     invalid,
     not_supported,
     parse_ip,
+    parse_ip_sloppy,
     raise_invalid,
     required,
 )
@@ -191,6 +193,56 @@ def add_ip_mode(obj: dict[str, Any]) -> None:
             ingress["ipMode"] = "VIP"
 
 
+def normalized_status(status: Any) -> dict[str, Any]:
+    """A ServiceStatus as the real server serializes it: `loadBalancer` is a struct, so it is always there
+    (`{"loadBalancer": {}}` when empty), while empty `ingress` and `conditions` lists are omitted."""
+    out = dict(status) if isinstance(status, dict) else {}
+    lb = out.get("loadBalancer")
+    lb = dict(lb) if isinstance(lb, dict) else {}
+    if not lb.get("ingress"):
+        lb.pop("ingress", None)
+    out["loadBalancer"] = lb
+    if not out.get("conditions"):
+        out.pop("conditions", None)
+    return out
+
+
+LB_IP_MODES = ("Proxy", "VIP")
+
+
+def validate_load_balancer_status(lb: dict[str, Any], old_lb: dict[str, Any], spec_type: Any) -> list[Cause]:
+    """ValidateLoadBalancerStatus (pkg/apis/core/validation/validation.go), with the 1.36 feature gates:
+    AllowServiceLBStatusOnNonLB off, LoadBalancerIPMode on (ipMode is defaulted before this runs),
+    StrictIPCIDRValidation on (with the old object's IPs let through, as IsValidIPForLegacyField does)."""
+    ingresses = lb.get("ingress") or []
+    path = "status.loadBalancer.ingress"
+    if not isinstance(ingresses, list):
+        return [invalid(path, ingresses, "must be a list")]
+    if ingresses and spec_type != "LoadBalancer":
+        return [forbidden(path, "may only be used when `spec.type` is 'LoadBalancer'")]
+    old_ips = {str(i["ip"]) for i in old_lb.get("ingress") or [] if isinstance(i, dict) and i.get("ip")}
+    causes: list[Cause] = []
+    for i, ingress in enumerate(ingresses):
+        item = f"{path}[{i}]"
+        if not isinstance(ingress, dict):
+            causes.append(invalid(item, ingress, "must be an object"))
+            continue
+        ip = ingress.get("ip")
+        if ip:
+            causes += check_legacy_ip(item + ".ip", str(ip), old_ips)
+        mode = ingress.get("ipMode")
+        if mode is not None and not ip:
+            causes.append(forbidden(item + ".ipMode", "may not be specified when `ip` is not set"))
+        elif mode is not None and mode not in LB_IP_MODES:
+            causes.append(not_supported(item + ".ipMode", mode, LB_IP_MODES))
+        hostname = ingress.get("hostname")
+        if hostname:
+            causes += check_dns1123_subdomain(item + ".hostname", str(hostname))
+            if parse_ip_sloppy(hostname)[0] is not None:
+                causes.append(invalid(item + ".hostname", hostname, "must be a DNS name, not an IP address"))
+    return causes
+
+
 class ServiceRegistry:
     """The allocation state of every Service, and the transformation of Service writes."""
 
@@ -265,7 +317,8 @@ class ServiceRegistry:
         causes = self._validate(svc, spec)
         raise_invalid("Service", "", name, causes)
         self._allocate(spec, name, None, dry_run)
-        add_ip_mode(svc)
+        # PrepareForCreate (pkg/registry/core/service/strategy.go) wipes whatever status the client sent.
+        svc["status"] = normalized_status(None)
         return svc
 
     def update(self, old: dict[str, Any], new: dict[str, Any], dry_run: bool) -> dict[str, Any]:
@@ -282,7 +335,12 @@ class ServiceRegistry:
         causes += _immutable_cluster_ip(old_spec, spec)
         raise_invalid("Service", "", name, causes)
         self._allocate(spec, name, old_spec, dry_run)
-        add_ip_mode(svc)
+        status = normalized_status(svc.get("status"))
+        if spec.get("type") != "LoadBalancer":
+            # dropTypeDependentFields (pkg/registry/core/service/strategy.go): a Service that is no longer
+            # of type LoadBalancer loses its load-balancer status at once.
+            status["loadBalancer"] = {}
+        svc["status"] = status
         return svc
 
     def _allocate(self, spec: dict[str, Any], name: str, old: dict[str, Any] | None, dry_run: bool) -> None:
@@ -301,26 +359,15 @@ class ServiceRegistry:
             txn.commit()
 
     def update_status(self, old: dict[str, Any], new: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+        """A write to services/status: defaults, then ValidateServiceStatusUpdate's load-balancer checks."""
         svc = copy.deepcopy(new)
         name = str((svc.get("metadata") or {}).get("name") or "")
-        causes: list[Cause] = []
-        lb = (svc.get("status") or {}).get("loadBalancer") or {}
-        for i, ingress in enumerate(lb.get("ingress") or []):
-            path = f"status.loadBalancer.ingress[{i}]"
-            if not isinstance(ingress, dict):
-                causes.append(invalid(path, ingress, "must be an object"))
-                continue
-            ip = ingress.get("ip")
-            if ip and parse_ip(ip) is None:
-                causes.append(invalid(path + ".ip", ip, "must be a valid IP address"))
-            mode = ingress.get("ipMode")
-            if mode is not None:
-                if not ip:
-                    causes.append(forbidden(path + ".ipMode", "may not be specified when `ip` is not"))
-                elif mode not in ("VIP", "Proxy"):
-                    causes.append(not_supported(path + ".ipMode", mode, ("Proxy", "VIP")))
-        raise_invalid("Service", "", name, causes)
+        svc["status"] = normalized_status(svc.get("status"))
         add_ip_mode(svc)
+        old_lb = normalized_status(old.get("status"))["loadBalancer"]
+        spec_type = (svc.get("spec") or {}).get("type")
+        causes = validate_load_balancer_status(svc["status"]["loadBalancer"], old_lb, spec_type)
+        raise_invalid("Service", "", name, causes)
         return svc
 
     # -------------------------------------------------------------------------------------- validation

@@ -155,10 +155,49 @@ def check_label_map(path: str, labels: Any) -> list[Cause]:
     return causes
 
 
-def parse_ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if not isinstance(value, str):
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# k8s.io/apimachinery/pkg/util/validation/ip.go (parseIP)
+IP_INVALID_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+IP_LEADING_ZEROS_MSG = "must not have leading 0s"
+IP_MAPPED_MSG = "must not be an IPv4-mapped IPv6 address"
+
+
+def parse_ip(value: Any) -> IPAddress | None:
+    """A strictly valid IP: no leading 0s, no IPv6 zone (Python's parser would accept "fe80::1%eth0")."""
+    if not isinstance(value, str) or "%" in value:
         return None
     try:
         return ipaddress.ip_address(value)
     except ValueError:
         return None
+
+
+def parse_ip_sloppy(value: Any) -> tuple[IPAddress | None, bool]:
+    """Go's netutils.ParseIPSloppy: also IPv4 octets with leading 0s (read as decimal), never a zone.
+    -> (address, had leading zeros)."""
+    ip = parse_ip(value)
+    if ip is not None or not isinstance(value, str):
+        return ip, False
+    parts = value.split(".")
+    if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
+        octets = [int(p) for p in parts]
+        if all(o <= 255 for o in octets):
+            return ipaddress.IPv4Address(".".join(map(str, octets))), True
+    return None, False
+
+
+def check_legacy_ip(path: str, value: str, valid_old: Iterable[str] = ()) -> list[Cause]:
+    """IsValidIPForLegacyField with strict validation, as kube-apiserver 1.36 runs it (StrictIPCIDRValidation
+    is on by default): a value already in the old object (`valid_old`) is let through unchanged."""
+    if value in valid_old:
+        return []
+    ip, leading_zeros = parse_ip_sloppy(value)
+    if ip is None:
+        return [invalid(path, value, IP_INVALID_MSG)]
+    causes: list[Cause] = []
+    if leading_zeros:
+        causes.append(invalid(path, value, IP_LEADING_ZEROS_MSG))
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        causes.append(invalid(path, value, IP_MAPPED_MSG))
+    return causes

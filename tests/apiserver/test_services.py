@@ -147,14 +147,11 @@ def test_headless_and_externalname(adm: Admission) -> None:
     )
 
 
-def test_ip_mode_vip_added_on_create_and_status_writes(adm: Admission) -> None:
+def test_create_drops_status_and_status_writes_get_ip_mode_vip(adm: Admission) -> None:
     obj = svc("lb", type="LoadBalancer", ports=[tcp(80)])
     obj["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"hostname": "lb.example"}]}}
     out = create(adm, obj)
-    assert out["status"]["loadBalancer"]["ingress"] == [
-        {"ip": "192.0.2.1", "ipMode": "VIP"},
-        {"hostname": "lb.example"},
-    ]
+    assert out["status"] == {"loadBalancer": {}}
     new = copy.deepcopy(out)
     new["status"] = {
         "loadBalancer": {"ingress": [{"ip": "192.168.10.90"}, {"ip": "192.168.10.91", "ipMode": "Proxy"}]}
@@ -671,3 +668,22 @@ def test_allocations_stay_consistent_under_random_writes(ops: list[tuple[str, in
         }
         assert ips_used(adm) == held_ips
         assert node_ports_used(adm) == held_ports
+
+
+def test_status_update_lets_an_old_non_strict_ip_stay(adm: Admission) -> None:
+    # IsValidIPForLegacyField's validOldIPs (staging/src/k8s.io/apimachinery/pkg/util/validation/ip.go): an
+    # IP already in the old object passes unchanged, a new one must be strictly valid.
+    out = create(adm, svc("lb", type="LoadBalancer", ports=[tcp(80)]))
+    old = copy.deepcopy(out)
+    old["status"] = {"loadBalancer": {"ingress": [{"ip": "::ffff:192.0.2.1", "ipMode": "VIP"}]}}
+    new = copy.deepcopy(old)
+    new["status"]["loadBalancer"]["ingress"].append({"ip": "192.0.2.2"})
+    kept = adm.update_status("", "services", old, new, False)
+    assert [i["ip"] for i in kept["status"]["loadBalancer"]["ingress"]] == ["::ffff:192.0.2.1", "192.0.2.2"]
+    new["status"]["loadBalancer"]["ingress"].append({"ip": "::ffff:192.0.2.3"})
+    with pytest.raises(ApiError) as info:
+        adm.update_status("", "services", old, new, False)
+    assert info.value.message.endswith(
+        'status.loadBalancer.ingress[2].ip: Invalid value: "::ffff:192.0.2.3": '
+        "must not be an IPv4-mapped IPv6 address"
+    )
