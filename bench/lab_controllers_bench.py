@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from k8s.client import Client
 from lab.apiserver.process import ApiServerProcess
-from lab.kubeclient import Kube
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def main() -> int:
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )
         try:
-            kube = Kube(str(server.kubeconfig))
+            kube = Client.load(str(server.kubeconfig))
             time.sleep(1.5)  # informers synced
             began = time.monotonic()
             for i in range(args.services):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import ipaddress
 import json
 import logging
@@ -33,11 +32,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from common.events import event_body
+from k8s.client import ApiError, Client
+from k8s.events import EventRecorder
+from k8s.informer import Handlers, Informer
+from k8s.meta import JSON, resource_path, rfc3339
 from lab import pods as podnet
 from lab import podspec
 from lab.ipam import IpamError, PodAddresses, PodIpam
-from lab.kubeclient import ApiError, Informer, Kube, Obj, now_rfc3339, resource_path
 from lab.logsetup import configure_logging
 
 log = logging.getLogger("lab.kubelet")
@@ -81,7 +82,7 @@ def _exit_code(returncode: int | None) -> int:
 
 
 class Kubelet:
-    def __init__(self, args: argparse.Namespace, kube: Kube) -> None:
+    def __init__(self, args: argparse.Namespace, kube: Client) -> None:
         self.args = args
         self.kube = kube
         self.node = str(args.node_name)
@@ -100,8 +101,12 @@ class Kubelet:
         self.lease_renew = float(args.heartbeat_interval)
         self.node_status_every = 2 * self.lease_renew
         self.informer = Informer(
-            kube, "/api/v1/pods", self._on_pod_event, query={"fieldSelector": f"spec.nodeName={self.node}"}
+            kube,
+            "/api/v1/pods",
+            Handlers.by_type(self._on_pod_event),
+            query={"fieldSelector": f"spec.nodeName={self.node}"},
         )
+        self.recorder = EventRecorder(kube, "kubelet", instance=self.node, host=self.node)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
@@ -115,7 +120,7 @@ class Kubelet:
             return 0
         self.renew_lease()
         self.informer.start()
-        while not self.informer.synced.wait(0.5):
+        while not self.informer.wait_for_sync(0.5):
             if self.stopping.is_set():
                 return 0
         self.adopt_or_clean()
@@ -167,6 +172,7 @@ class Kubelet:
                     api_up = False
         if api_up:
             self._guard(lambda: self.post_node_status(ready=False), "node_status")
+        self.recorder.stop()
 
     def _until_done(self, action: Any, what: str) -> None:
         while not self.stopping.is_set():
@@ -202,7 +208,7 @@ class Kubelet:
         current = self.kube.get_or_none(path)
         if current is None:
             wanted["status"] = podspec.node_status(
-                self.node, self.host_ips, None, now_rfc3339(), self.node_info()
+                self.node, self.host_ips, None, rfc3339(), self.node_info()
             )
             current = self.kube.create(resource_path("v1", "nodes"), wanted)
             log.info("event=node_registered node=%s", self.node)
@@ -221,7 +227,7 @@ class Kubelet:
             self.register_node()
             return
         status = podspec.node_status(
-            self.node, self.host_ips, current.get("status"), now_rfc3339(), self.node_info(), ready=ready
+            self.node, self.host_ips, current.get("status"), rfc3339(), self.node_info(), ready=ready
         )
         self.kube.merge_patch(path + "/status", {"status": status})
 
@@ -230,7 +236,7 @@ class Kubelet:
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
         try:
             if self.kube.get_or_none(path) is None:
-                lease: Obj = {
+                lease: JSON = {
                     "apiVersion": "coordination.k8s.io/v1",
                     "kind": "Lease",
                     "metadata": {"name": self.node, "namespace": "kube-node-lease"},
@@ -252,7 +258,7 @@ class Kubelet:
 
     # ---- pods --------------------------------------------------------------------------------------
 
-    def _on_pod_event(self, kind: str, obj: Obj) -> None:
+    def _on_pod_event(self, kind: str, obj: JSON) -> None:
         self.queue.put(_key(obj))
 
     def sync_safely(self, key: tuple[str, str]) -> None:
@@ -294,7 +300,7 @@ class Kubelet:
         else:
             self.write_status(pod, self.run_state(running))
 
-    def start_pod(self, pod: Obj) -> None:
+    def start_pod(self, pod: JSON) -> None:
         key = _key(pod)
         meta = pod["metadata"]
         uid = str(meta.get("uid") or "")
@@ -370,7 +376,7 @@ class Kubelet:
         )
         self.write_status(pod, self.run_state(rp))
 
-    def allocate(self, key: tuple[str, str], pod: Obj) -> PodAddresses:
+    def allocate(self, key: tuple[str, str], pod: JSON) -> PodAddresses:
         """The pod's earlier IP when it had one from this node (kubelet restart), else the next free one."""
         previous = (pod.get("status") or {}).get("podIP")
         if previous and self.ipam.owner_of(str(previous)) is None:
@@ -384,7 +390,7 @@ class Kubelet:
         proc = podnet.start_echo_server(
             rp.netns, rp.name, rp.tcp, rp.udp, ready_file, self.state_dir / "logs" / f"{rp.netns}.log"
         )
-        rp.proc, rp.pid, rp.started_at, rp.ready, rp.exited = proc, proc.pid, now_rfc3339(), False, False
+        rp.proc, rp.pid, rp.started_at, rp.ready, rp.exited = proc, proc.pid, rfc3339(), False, False
         deadline = time.monotonic() + READY_WAIT
         while time.monotonic() < deadline and proc.poll() is None and not ready_file.exists():
             time.sleep(0.02)
@@ -406,8 +412,8 @@ class Kubelet:
             waiting_message="back-off restarting the echo server" if rp.exited else "",
         )
 
-    def write_status(self, pod: Obj, state: podspec.RunState) -> None:
-        desired = podspec.pod_status(pod, state, self.host_ips, now_rfc3339())
+    def write_status(self, pod: JSON, state: podspec.RunState) -> None:
+        desired = podspec.pod_status(pod, state, self.host_ips, rfc3339())
         if not podspec.status_differs(pod.get("status"), desired):
             return
         key = _key(pod)
@@ -430,10 +436,13 @@ class Kubelet:
                 code = _exit_code(rp.proc.returncode if rp.proc is not None else None)
                 log.warning(
                     "event=echo_died pod=%s/%s pid=%d exit_code=%d restarts=%d",
-                    *key, rp.pid, code, rp.restarts,
+                    *key,
+                    rp.pid,
+                    code,
+                    rp.restarts,
                 )
                 rp.exited, rp.ready = True, False
-                rp.last_exit_code, rp.last_finished_at = code, now_rfc3339()
+                rp.last_exit_code, rp.last_finished_at = code, rfc3339()
                 if now < rp.next_restart:
                     self._status_of(key, rp)  # not ready while it waits out the back-off
             if now < rp.next_restart:
@@ -519,22 +528,11 @@ class Kubelet:
                 podnet.ip("netns", "del", netns, check=False)
                 log.info("event=netns_swept netns=%s", netns)
 
-    def event(self, pod: Obj, kind: str, reason: str, message: str) -> None:
-        body = event_body(
-            pod,
-            event_type=kind,
-            reason=reason,
-            message=message,
-            component="kubelet",
-            now=datetime.datetime.now(datetime.UTC),
-            instance=self.node,
-            host=self.node,
-            default_kind="Pod",
-        )
-        self.kube.post_event(body)
+    def event(self, pod: JSON, kind: str, reason: str, message: str) -> None:
+        self.recorder.event(pod, kind, reason, message, default_kind="Pod")
 
 
-def _key(obj: Obj) -> tuple[str, str]:
+def _key(obj: JSON) -> tuple[str, str]:
     meta = obj["metadata"]
     return (str(meta.get("namespace") or "default"), str(meta["name"]))
 
@@ -591,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not podnet.netns_exists(args.netns):
         log.error("event=no_node_netns netns=%s", args.netns)
         return 2
-    kube = Kube.open_or_report(args.kubeconfig)
+    kube = Client.open_or_report(args.kubeconfig, user_agent="ironlb-lab")
     if kube is None:
         return 2
     try:

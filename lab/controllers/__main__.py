@@ -16,12 +16,15 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from k8s.client import Client
+from k8s.events import EventRecorder
+from k8s.informer import Handlers, Informer
+from k8s.meta import JSON
 from lab.controllers import scheduling
 from lab.controllers.binder import PodBinder
 from lab.controllers.deployments import DeploymentController
 from lab.controllers.endpointslices import EndpointSliceController
 from lab.controllers.nodes import NodeLifecycleController
-from lab.kubeclient import Informer, Kube, Obj
 from lab.logsetup import configure_logging
 
 log = logging.getLogger("lab.controllers")
@@ -44,24 +47,22 @@ def node_fingerprint(node: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 class ControllerManager:
-    def __init__(self, kube: Kube, node_grace_seconds: float = 40.0) -> None:
+    def __init__(self, kube: Client, node_grace_seconds: float = 40.0) -> None:
         self.kube = kube
         self.resync_seconds = min(RESYNC_SECONDS, max(node_grace_seconds / 2, 0.5))
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self._node_prints: dict[str, tuple[Any, ...]] = {}
-        self.deployments = Informer(kube, "/apis/apps/v1/deployments", self._changed)
-        self.pods = Informer(kube, "/api/v1/pods", self._noting("pods"))
-        self.services = Informer(kube, "/api/v1/services", self._noting("services"))
-        self.nodes = Informer(kube, "/api/v1/nodes", self._node_changed)
+        self.deployments = Informer(kube, "/apis/apps/v1/deployments", Handlers.by_type(self._changed))
+        self.pods = Informer(kube, "/api/v1/pods", Handlers.by_type(self._noting("pods")))
+        self.services = Informer(kube, "/api/v1/services", Handlers.by_type(self._noting("services")))
+        self.nodes = Informer(kube, "/api/v1/nodes", Handlers.by_type(self._node_changed))
         self.endpoint_slices = Informer(
-            kube, "/apis/discovery.k8s.io/v1/endpointslices", self._noting("endpointslices")
+            kube, "/apis/discovery.k8s.io/v1/endpointslices", Handlers.by_type(self._noting("endpointslices"))
         )
-        self.endpoints = Informer(kube, "/api/v1/endpoints", self._noting("endpoints"))
+        self.endpoints = Informer(kube, "/api/v1/endpoints", Handlers.by_type(self._noting("endpoints")))
         # Lease renewals only feed the cache: the periodic pass judges their age, they need not wake anyone.
-        self.leases = Informer(
-            kube, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lambda kind, obj: None
-        )
+        self.leases = Informer(kube, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
         self.informers = [
             self.deployments, self.pods, self.services, self.nodes, self.endpoint_slices, self.endpoints,
             self.leases,
@@ -70,22 +71,23 @@ class ControllerManager:
         self.slice_controller = EndpointSliceController(
             kube, self.services, self.pods, self.nodes, self.endpoint_slices, self.endpoints
         )
-        self.binder = PodBinder(kube, self.pods, self.nodes)
+        self.recorder = EventRecorder(kube, "default-scheduler")
+        self.binder = PodBinder(kube, self.pods, self.nodes, self.recorder)
         self.node_controller = NodeLifecycleController(
             kube, self.nodes, self.leases, self.pods, node_grace_seconds
         )
 
-    def _changed(self, kind: str, obj: Obj) -> None:
+    def _changed(self, kind: str, obj: JSON) -> None:
         self.wake.set()
 
-    def _noting(self, resource: str) -> Callable[[str, Obj], None]:
-        def changed(kind: str, obj: Obj) -> None:
+    def _noting(self, resource: str) -> Callable[[str, JSON], None]:
+        def changed(kind: str, obj: JSON) -> None:
             self.slice_controller.note(resource, obj)
             self.wake.set()
 
         return changed
 
-    def _node_changed(self, kind: str, obj: Obj) -> None:
+    def _node_changed(self, kind: str, obj: JSON) -> None:
         name = str(obj["metadata"]["name"])
         fingerprint = None if kind == "DELETED" else node_fingerprint(obj)
         if self._node_prints.get(name) != fingerprint:
@@ -106,7 +108,7 @@ class ControllerManager:
         for informer in self.informers:
             informer.start()
         for informer in self.informers:
-            while not informer.synced.wait(0.5):
+            while not informer.wait_for_sync(0.5):
                 if self.stopping.is_set():
                     return 0
         log.info("event=started")
@@ -137,6 +139,7 @@ class ControllerManager:
                     again = True
         for informer in self.informers:
             informer.stop()
+        self.recorder.stop()
         log.info("event=stopped")
         return 0
 
@@ -158,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.node_monitor_grace_period <= 0:
         parser.error("--node-monitor-grace-period must be positive")
     configure_logging(args.log_level)
-    kube = Kube.open_or_report(args.kubeconfig)
+    kube = Client.open_or_report(args.kubeconfig, user_agent="ironlb-lab")
     if kube is None:
         return 2
     try:

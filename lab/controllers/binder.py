@@ -7,20 +7,21 @@ Deployment pods are left alone: the Deployment controller schedules (and if need
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 
-from common.events import event_body
+from k8s.client import ApiError, Client
+from k8s.events import EventRecorder
+from k8s.informer import Informer
+from k8s.meta import JSON, resource_path
 from lab.controllers import podstate, scheduling
-from lab.kubeclient import ApiError, Informer, Kube, Obj, resource_path
 
 log = logging.getLogger("lab.controllers.binder")
 
 SCHEDULER_NAMES = ("", "default-scheduler")
 
 
-def needs_binding(pod: Obj) -> bool:
+def needs_binding(pod: JSON) -> bool:
     spec = pod.get("spec") or {}
     if spec.get("nodeName") or not podstate.is_active(pod):
         return False
@@ -31,8 +32,9 @@ def needs_binding(pod: Obj) -> bool:
 
 
 class PodBinder:
-    def __init__(self, kube: Kube, pods: Informer, nodes: Informer) -> None:
+    def __init__(self, kube: Client, pods: Informer, nodes: Informer, recorder: EventRecorder) -> None:
         self.kube = kube
+        self.recorder = recorder
         self.pods = pods
         self.nodes = nodes
         self.binding_supported = True
@@ -98,14 +100,5 @@ class PodBinder:
                 log.info("event=no_binding_subresource fallback=spec.nodeName")
         self.kube.merge_patch(resource_path("v1", "pods", namespace, name), {"spec": {"nodeName": node}})
 
-    def event(self, pod: Obj, kind: str, reason: str, message: str) -> None:
-        body = event_body(
-            pod,
-            event_type=kind,
-            reason=reason,
-            message=message,
-            component="default-scheduler",
-            now=datetime.datetime.now(datetime.UTC),
-            default_kind="Pod",
-        )
-        self.kube.post_event(body)
+    def event(self, pod: JSON, kind: str, reason: str, message: str) -> None:
+        self.recorder.event(pod, kind, reason, message, default_kind="Pod")

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from k8s.client import ApiError, Client
+from k8s.informer import Informer
+from k8s.meta import JSON, resource_path
 from lab.controllers import deployment_plan, podstate, scheduling
 from lab.controllers.expectations import Expectations
-from lab.kubeclient import ApiError, Informer, Kube, Obj, resource_path
 
 log = logging.getLogger("lab.controllers.deployments")
 
@@ -21,7 +23,7 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 
 class DeploymentController:
-    def __init__(self, kube: Kube, deployments: Informer, pods: Informer, nodes: Informer) -> None:
+    def __init__(self, kube: Client, deployments: Informer, pods: Informer, nodes: Informer) -> None:
         self.kube = kube
         self.deployments = deployments
         self.pods = pods
@@ -37,7 +39,7 @@ class DeploymentController:
         all_pods = self.pods.list()
         nodes = self.nodes.list()
         counts = scheduling.pods_per_node(all_pods)
-        owned: dict[str, list[Obj]] = {}
+        owned: dict[str, list[JSON]] = {}
         for pod in all_pods:
             uid = podstate.controller_uid(pod)
             if uid:
@@ -64,7 +66,7 @@ class DeploymentController:
         return again
 
     def sync(
-        self, deploy: Obj, pods: list[Obj], nodes: list[Obj], counts: dict[str, int], now: datetime
+        self, deploy: JSON, pods: list[JSON], nodes: list[JSON], counts: dict[str, int], now: datetime
     ) -> bool:
         key = _key(deploy)
         namespace = key[0]
@@ -99,9 +101,9 @@ class DeploymentController:
                     raise
         return bool(plan.create or plan.delete)
 
-    def collect_orphans(self, pods: list[Obj], live_uids: set[str]) -> None:
+    def collect_orphans(self, pods: list[JSON], live_uids: set[str]) -> None:
         """Delete pods whose owning Deployment is gone (the garbage collector's job in a real cluster)."""
-        if not self.deployments.synced.is_set():
+        if not self.deployments.has_synced():
             return
         for pod in pods:
             for ref in pod["metadata"].get("ownerReferences") or []:

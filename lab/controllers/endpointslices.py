@@ -8,9 +8,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from k8s.client import ApiError, Client
+from k8s.informer import Informer
+from k8s.meta import JSON, resource_path
 from lab.controllers import slices
 from lab.controllers.expectations import Expectations
-from lab.kubeclient import ApiError, Informer, Kube, Obj, resource_path
 
 log = logging.getLogger("lab.controllers.endpointslices")
 
@@ -29,7 +31,7 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
 class EndpointSliceController:
     def __init__(
         self,
-        kube: Kube,
+        kube: Client,
         services: Informer,
         pods: Informer,
         nodes: Informer,
@@ -51,7 +53,7 @@ class EndpointSliceController:
         self._dirty_namespaces: set[str] = set()
         self._retry: set[tuple[str, str]] = set()
 
-    def note(self, resource: str, obj: Obj) -> None:
+    def note(self, resource: str, obj: JSON) -> None:
         """Record a change seen by an informer (called from its thread)."""
         meta = obj.get("metadata") or {}
         namespace = str(meta.get("namespace") or "default")
@@ -82,7 +84,7 @@ class EndpointSliceController:
             )
         return taken
 
-    def _lookup(self, key: tuple[str, str]) -> Obj | None:
+    def _lookup(self, key: tuple[str, str]) -> JSON | None:
         # Keys of slices and Endpoints cannot clash: slice names carry a generated suffix. Endpoints keys are
         # stored with a leading "ep/" marker in the namespace slot to keep them apart anyway.
         if key[0].startswith("ep/"):
@@ -94,10 +96,10 @@ class EndpointSliceController:
         something is still settling (run again soon)."""
         full, dirty, namespaces = self._take_dirty()
         nodes = {str(n["metadata"]["name"]): n for n in self.nodes.list()}
-        pods_by_ns: dict[str, list[Obj]] = {}
+        pods_by_ns: dict[str, list[JSON]] = {}
         for pod in self.pods.list():
             pods_by_ns.setdefault(str(pod["metadata"].get("namespace") or "default"), []).append(pod)
-        managed_slices: dict[tuple[str, str], list[Obj]] = {}
+        managed_slices: dict[tuple[str, str], list[JSON]] = {}
         for es in self.endpoint_slices.list():
             labels = es["metadata"].get("labels") or {}
             if labels.get(slices.MANAGED_BY_LABEL) == slices.MANAGED_BY and labels.get(
@@ -127,7 +129,7 @@ class EndpointSliceController:
                 log.warning("event=sync_failed service=%s/%s error=%s", *key, exc)
                 self._retry.add(key)
                 again = True
-        if self.services.synced.is_set():
+        if self.services.has_synced():
             for key, leftovers in managed_slices.items():
                 if key not in services and (full or key in dirty):
                     self.delete_slices(key, leftovers)
@@ -141,7 +143,7 @@ class EndpointSliceController:
                     self._delete(resource_path("v1", "endpoints", *_key(ep)), _key(ep), "endpoints")
         return again
 
-    def sync(self, svc: Obj, pods: list[Obj], nodes: dict[str, Obj], existing: list[Obj]) -> None:
+    def sync(self, svc: JSON, pods: list[JSON], nodes: dict[str, JSON], existing: list[JSON]) -> None:
         key = _key(svc)
         namespace = key[0]
         changes = slices.reconcile_slices(slices.render_slices(svc, pods, nodes), existing)
@@ -174,7 +176,7 @@ class EndpointSliceController:
             )
         self.sync_endpoints(svc, pods, nodes)
 
-    def sync_endpoints(self, svc: Obj, pods: list[Obj], nodes: dict[str, Obj]) -> None:
+    def sync_endpoints(self, svc: JSON, pods: list[JSON], nodes: dict[str, JSON]) -> None:
         key = _key(svc)
         desired = slices.render_endpoints(svc, pods, nodes)
         desired["metadata"].setdefault("labels", {})[ENDPOINTS_MANAGED_BY_LABEL] = ENDPOINTS_MANAGED_BY
@@ -196,7 +198,7 @@ class EndpointSliceController:
         count = sum(len(s.get("addresses") or []) for s in desired.get("subsets") or [])
         log.info("event=endpoints_written service=%s/%s ready_addresses=%d", *key, count)
 
-    def delete_slices(self, key: tuple[str, str], existing: list[Obj]) -> None:
+    def delete_slices(self, key: tuple[str, str], existing: list[JSON]) -> None:
         for es in existing:
             self._delete(resource_path(SLICES, "endpointslices", *_key(es)), key, "slice", _key(es))
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
+from k8s.client import ApiError, Client
+from k8s.informer import Informer
+from k8s.meta import resource_path
 from lab.controllers import nodelifecycle
 from lab.controllers.deployment_plan import format_time
-from lab.kubeclient import ApiError, Informer, Kube, resource_path
 
 log = logging.getLogger("lab.controllers.nodes")
 
 
 class NodeLifecycleController:
     def __init__(
-        self, kube: Kube, nodes: Informer, leases: Informer, pods: Informer, grace_seconds: float
+        self, kube: Client, nodes: Informer, leases: Informer, pods: Informer, grace_seconds: float
     ) -> None:
         self.kube = kube
         self.nodes = nodes
