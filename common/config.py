@@ -7,12 +7,12 @@ pools from both sources; ``rebuild_config`` does it all from the source objects 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 
+from common.addresses import parse_cidr, parse_ip
 from common.errors import ConfigError
 from common.pools import AddressRange, Config, IPAddress, L2Advertisement, Pool, ServiceAllocation
 from common.selectors import LabelSelector, parse_label_selector
@@ -60,35 +60,31 @@ def _expect_mapping(value: Any, field: str) -> Mapping[str, Any]:
     return value
 
 
-def _parse_ip(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-
-
 def parse_address_range(text: str) -> AddressRange:
     """One ``addresses`` entry: a CIDR (host bits must be zero, as MetalLB requires) or an ``A-B`` range.
 
-    Raises ValueError with a message naming the entry; callers add the field path.
+    As in MetalLB, a CIDR is taken exactly as written (no whitespace) while a range's ends may be padded
+    with spaces. Raises ValueError with a message naming the entry; callers add the field path.
     """
     if "-" not in text:
         if "/" not in text:
             raise ValueError(f'invalid CIDR "{text}": expected address/prefix-length or a "first-last" range')
         try:
-            network = ipaddress.ip_network(text.strip(), strict=False)
+            interface = parse_cidr(text)
         except ValueError as exc:
             raise ValueError(f'invalid CIDR "{text}": {exc}') from None
-        if int(network.network_address) != int(ipaddress.ip_interface(text.strip()).ip):
+        network = interface.network
+        if interface.ip != network.network_address:
             raise ValueError(f'invalid CIDR "{text}": host bits set (did you mean "{network}"?)')
         return AddressRange(network.network_address, network.broadcast_address)
     start_text, _, end_text = text.partition("-")
-    start = _parse_ip(start_text)
-    if start is None:
-        raise ValueError(f'invalid range "{text}": invalid first address "{start_text.strip()}"')
-    end = _parse_ip(end_text)
-    if end is None:
-        raise ValueError(f'invalid range "{text}": invalid last address "{end_text.strip()}"')
+    ends: list[IPAddress] = []
+    for which, part in (("first", start_text.strip()), ("last", end_text.strip())):
+        try:
+            ends.append(parse_ip(part))
+        except ValueError as exc:
+            raise ValueError(f'invalid range "{text}": invalid {which} address "{part}": {exc}') from None
+    start, end = ends
     if start.version != end.version:
         raise ValueError(f'invalid range "{text}": first and last are of different address families')
     if int(start) > int(end):
@@ -147,13 +143,69 @@ def _parse_configmap_pool(obj: Any, field: str) -> Pool:
     )
 
 
+# A MetalLB config nests about six levels deep. PyYAML composes and flattens merge keys recursively, so
+# without these bounds a short text raises RecursionError or expands exponentially (each merge level may
+# copy the previous one twice).
+MAX_YAML_DEPTH = 100
+MAX_MERGED_KEYS = 10_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping, as Go's yaml.UnmarshalStrict does (PyYAML would
-    silently keep the last value, hiding e.g. a second ``addresses`` list)."""
+    """SafeLoader that reads YAML as Go's yaml.UnmarshalStrict does and fails only with YAMLError.
+
+    A key repeated in one mapping is an error (PyYAML would silently keep the last value, hiding e.g. a
+    second ``addresses`` list); merge keys (``<<: *anchor``) are expanded, and explicit keys override merged
+    ones. Keys that are lists or mappings, nesting deeper than MAX_YAML_DEPTH and merges expanding to more
+    than MAX_MERGED_KEYS keys are errors too.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._merged_keys = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            # e.g. the timestamp 2001-02-30, `!!bool maybe`, `!!int x`: PyYAML lets the Python error through.
+            tag = node.tag.rpartition(":")[2] or node.tag
+            problem = f"invalid {tag} value: {exc}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        merges = any(key_node.tag == _MERGE_TAG for key_node, _ in node.value)
+        super().flatten_mapping(node)
+        if merges:
+            self._merged_keys += len(node.value)
+            if self._merged_keys > MAX_MERGED_KEYS:
+                problem = f"merge keys expand to more than {MAX_MERGED_KEYS} keys"
+                raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                problem = f"a mapping key must be a scalar, got a {kind}"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(

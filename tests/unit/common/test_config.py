@@ -427,3 +427,95 @@ def test_config_problems_name_the_object_to_blame() -> None:
         rebuild_config(None, [bad], [])
     assert problem.value.target == ("IPAddressPool", "metallb-system", "p")
     assert "spec.addresses[0]" in str(problem.value)
+
+
+# ---- issue 7: input that used to escape the parser as something other than a ConfigError ------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("? [a, b]\n: c\n", "a mapping key must be a scalar, got a list"),
+        ("{[a]: b}", "a mapping key must be a scalar, got a list"),
+        ("? {a: b}\n: c\n", "a mapping key must be a scalar, got a mapping"),
+        ("[" * 3000, "nested deeper than"),
+        ("a: " + "{b: " * 5000 + "1" + "}" * 5000, "nested deeper than"),
+        ("address-pools: [2001-02-30]", "invalid YAML"),  # a timestamp that is no date
+        ("address-pools: [!!bool maybe]", "invalid YAML"),
+        ("address-pools: [!!int x]", "invalid YAML"),
+        ("address-pools: [!!float x]", "invalid YAML"),
+    ],
+)
+def test_hostile_yaml_is_a_config_error(text: str, expected: str) -> None:
+    message = cm_error(text)
+    assert message.startswith(f"{CM}: config: "), message
+    assert expected in message, message
+
+
+def test_reasonable_nesting_is_fine() -> None:
+    # bgp sections are accepted and ignored, whatever their (reasonable) depth.
+    text = "peers: " + "[" * 40 + "]" * 40 + "\n" + pool_yaml("[10.0.0.0/24]")
+    assert [p.name for p in parse_configmap(cm(text), CM)] == ["a"]
+
+
+def test_yaml_merge_keys_are_accepted_like_go() -> None:
+    text = """\
+address-pools:
+- &base
+  name: a
+  protocol: layer2
+  auto-assign: false
+  addresses: [10.0.0.0/30]
+- <<: *base
+  name: b
+  addresses: [10.0.1.0/30]
+- <<: [*base]
+  name: c
+  auto-assign: true
+  addresses: [10.0.2.0/30]
+"""
+    a, b, c = parse_configmap(cm(text), CM)
+    assert (a.name, a.auto_assign) == ("a", False)
+    assert (b.name, b.protocol, b.auto_assign, str(b.ranges[0])) == ("b", "layer2", False, "10.0.1.0/30")
+    assert (c.name, c.auto_assign, str(c.ranges[0])) == ("c", True, "10.0.2.0/30")
+
+
+def test_explicit_keys_repeated_next_to_a_merge_are_still_duplicates() -> None:
+    text = "address-pools:\n- &b {name: a, protocol: layer2, addresses: [10.0.0.0/30]}\n"
+    text += "- {<<: *b, name: x, name: y, addresses: [10.0.1.0/30]}\n"
+    assert "duplicate key 'name'" in cm_error(text)
+
+
+def test_merge_expansion_is_bounded() -> None:
+    # One mapping of 200 keys merged 100 times: 20,000 keys from 30 KiB of text (PyYAML copies the merged
+    # pairs at every reference, so a larger text makes it quadratic).
+    big = "{" + ", ".join(f"k{i}: 1" for i in range(200)) + "}"
+    text = f"peers:\n- &big {big}\n" + "".join("- {<<: *big}\n" for _ in range(100))
+    assert "merge keys expand to more than 10000 keys" in cm_error(text)
+    # A few merges are fine.
+    text = f"peers:\n- &big {big}\n" + "".join("- {<<: *big}\n" for _ in range(10))
+    assert parse_configmap(cm(text), CM) == ()
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("10.0.0.0/24 ", 'invalid CIDR "10.0.0.0/24 ": contains whitespace'),
+        ("10.0.0.0/24\t", "contains whitespace"),
+        (" 10.0.0.0/24", "contains whitespace"),
+        ("10.0.0.0/24\\n", "contains whitespace"),  # a YAML escape: a real newline
+        ("10.0.0.0/255.255.255.0", "prefix length must be a number"),
+        ("::ffff:198.51.100.0/124", "IPv4-mapped IPv6 addresses are not allowed"),
+        ("::ffff:198.51.100.1-::ffff:198.51.100.9", "IPv4-mapped IPv6 addresses are not allowed"),
+        ("fe80::%eth0/64", 'zone "%eth0" is not allowed'),
+        ("fd00::1%eth0-fd00::9", 'zone "%eth0" is not allowed'),
+    ],
+)
+def test_addresses_metallb_rejects(entry: str, expected: str) -> None:
+    message = cm_error(pool_yaml(f'["{entry}"]'))
+    assert "address-pools[0].addresses[0]: " in message, message
+    assert expected in message, message
+    addresses = [entry.replace("\\n", "\n")]
+    pool = {"metadata": {"name": "p", "namespace": "metallb-system"}, "spec": {"addresses": addresses}}
+    with pytest.raises(ConfigError, match=r"spec\.addresses\[0\]"):
+        parse_ip_address_pool(pool)
