@@ -408,7 +408,8 @@ def test_memory_independent_of_pool_size() -> None:
     assert huge < small * 1.5 + 4096, (small, huge)
 
 
-def test_o_log_n_allocation_in_a_huge_pool() -> None:
+def test_two_thousand_allocations_in_a_huge_pool_are_consecutive() -> None:
+    # Cost per assign: test_policy_examples.py::test_assign_work_does_not_grow_with_addresses_in_use
     allocator = Allocator(config(pool("p", "10.0.0.0/8")))
     for n in range(2000):
         allocator.assign(request(f"ns/s{n}"))
