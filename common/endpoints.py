@@ -1,19 +1,193 @@
-"""Facts about EndpointSlices every component needs: which Service a slice belongs to, and which endpoints can
-serve. Pure functions over the slices' JSON."""
+"""Facts about EndpointSlices that every component needs: which Service a slice belongs to, which endpoints
+it lists, whether each is ready, serving or terminating, and where it runs. Pure functions over the
+EndpointSlice's JSON (discovery.k8s.io/v1).
+
+The dataplane turns these into forwarding rules; the speaker asks where endpoints that can serve run
+(externalTrafficPolicy Local). Conditions follow the API's rules for unset values (kube-proxy reads them the
+same way): an unset `ready` means true, an unset `serving` means the value of `ready`, an unset `terminating`
+means false. Like kube-proxy, only an endpoint's first address is used (the API allows one per endpoint for
+IP address types).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-# discovery.k8s.io/v1 addressType -> IP version (FQDN slices carry no addresses the network layer uses).
-ADDRESS_TYPES = {"IPv4": 4, "IPv6": 6}
+TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
+ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+@dataclass(frozen=True, slots=True)
+class SlicePort:
+    name: str  # "" for an unnamed port
+    protocol: str  # TCP, UDP or SCTP
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SliceEndpoint:
+    address: str  # normalised (ipaddress' text form) for IP address types
+    ready: bool
+    serving: bool
+    terminating: bool
+    node_name: str  # "" when the slice does not say
+    zone: str  # "" when the slice does not say
+
+
+@dataclass(frozen=True, slots=True)
+class SliceProblem:
+    """A part of a slice that was skipped; `field` is a path inside the EndpointSlice."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSliceFacts:
+    namespace: str
+    name: str
+    service: str  # from the kubernetes.io/service-name label; "" when absent
+    address_type: str  # IPv4, IPv6 or FQDN
+    ports: tuple[SlicePort, ...]
+    endpoints: tuple[SliceEndpoint, ...]
+    trigger_time: str  # the last-change-trigger-time annotation (RFC 3339), "" when absent
+    problems: tuple[SliceProblem, ...] = ()
+
+    @property
+    def family(self) -> int:
+        """4 or 6 for IP slices, 0 for FQDN slices (which carry no routable addresses)."""
+        return {"IPv4": 4, "IPv6": 6}.get(self.address_type, 0)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _condition(conditions: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = conditions.get(key)
+    return value if isinstance(value, bool) else default
+
+
+def _ports(raw: Any, problems: list[SliceProblem]) -> tuple[SlicePort, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(SliceProblem("ports", "must be a list"))
+        return ()
+    ports: list[SlicePort] = []
+    for index, entry in enumerate(raw):
+        item = _mapping(entry)
+        field = f"ports[{index}]"
+        port = item.get("port")
+        protocol = item.get("protocol", "TCP")
+        name = item.get("name") or ""
+        if port is None:
+            # An unset port means "all ports" in the API; no proxy can use it (kube-proxy skips it too).
+            problems.append(SliceProblem(f"{field}.port", "unset (all ports) cannot be proxied"))
+            continue
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            problems.append(SliceProblem(f"{field}.port", f"{port!r} is not a port number (1-65535)"))
+            continue
+        if protocol not in PROTOCOLS:
+            problems.append(
+                SliceProblem(f"{field}.protocol", f"{protocol!r} is not one of {', '.join(PROTOCOLS)}")
+            )
+            continue
+        if not isinstance(name, str):
+            problems.append(SliceProblem(f"{field}.name", f"{name!r} is not a string"))
+            continue
+        ports.append(SlicePort(name, protocol, port))
+    return tuple(ports)
+
+
+def _address(raw: Any, address_type: str) -> str | None:
+    if not isinstance(raw, str):
+        return None
+    if address_type == "FQDN":
+        return raw
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return None
+    if address.version != (4 if address_type == "IPv4" else 6):
+        return None
+    return str(address)
+
+
+def _endpoints(raw: Any, address_type: str, problems: list[SliceProblem]) -> tuple[SliceEndpoint, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(SliceProblem("endpoints", "must be a list"))
+        return ()
+    endpoints: list[SliceEndpoint] = []
+    for index, entry in enumerate(raw):
+        item = _mapping(entry)
+        addresses = item.get("addresses")
+        if not isinstance(addresses, list) or not addresses:
+            problems.append(SliceProblem(f"endpoints[{index}].addresses", "must list at least one address"))
+            continue
+        address = _address(addresses[0], address_type)
+        if address is None:
+            problems.append(
+                SliceProblem(
+                    f"endpoints[{index}].addresses[0]", f"{addresses[0]!r} is not an {address_type} address"
+                )
+            )
+            continue
+        conditions = _mapping(item.get("conditions"))
+        ready = _condition(conditions, "ready", True)
+        node_name = item.get("nodeName")
+        zone = item.get("zone")
+        endpoints.append(
+            SliceEndpoint(
+                address=address,
+                ready=ready,
+                serving=_condition(conditions, "serving", ready),
+                terminating=_condition(conditions, "terminating", False),
+                node_name=node_name if isinstance(node_name, str) else "",
+                zone=zone if isinstance(zone, str) else "",
+            )
+        )
+    return tuple(endpoints)
+
+
+def slice_facts(obj: Mapping[str, Any]) -> EndpointSliceFacts:
+    """The usable content of an EndpointSlice. Malformed ports and endpoints are skipped and reported in
+    `problems` (each naming its field), so one bad entry never hides the good ones."""
+    metadata = _mapping(obj.get("metadata"))
+    labels = _mapping(metadata.get("labels"))
+    annotations = _mapping(metadata.get("annotations"))
+    problems: list[SliceProblem] = []
+    address_type = obj.get("addressType")
+    if address_type not in ADDRESS_TYPES:
+        problems.append(
+            SliceProblem("addressType", f"{address_type!r} is not one of {', '.join(ADDRESS_TYPES)}")
+        )
+        address_type = "FQDN"  # nothing routable: the slice contributes no endpoints
+        endpoints: tuple[SliceEndpoint, ...] = ()
+    else:
+        endpoints = _endpoints(obj.get("endpoints"), str(address_type), problems)
+    service = labels.get(SERVICE_NAME_LABEL)
+    trigger = annotations.get(TRIGGER_TIME_ANNOTATION)
+    return EndpointSliceFacts(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        service=service if isinstance(service, str) else "",
+        address_type=str(address_type),
+        ports=_ports(obj.get("ports"), problems),
+        endpoints=endpoints,
+        trigger_time=trigger if isinstance(trigger, str) else "",
+        problems=tuple(problems),
+    )
 
 
 def slice_service_key(endpoint_slice: Mapping[str, Any]) -> str | None:
@@ -26,12 +200,10 @@ def slice_service_key(endpoint_slice: Mapping[str, Any]) -> str | None:
 
 
 def can_serve(conditions: Any) -> bool:
-    """Ready, or serving while terminating. A missing ``ready`` means ready, as the API documents."""
+    """Ready, or serving while terminating (KEP-1669). A missing ``ready`` means ready (the API says so)."""
     conditions = _mapping(conditions)
-    ready = conditions.get("ready")
-    if ready is None or ready is True:
-        return True
-    return conditions.get("serving") is True
+    ready = _condition(conditions, "ready", True)
+    return ready or _condition(conditions, "serving", ready)
 
 
 @dataclass(frozen=True)
@@ -53,18 +225,15 @@ def serving_endpoints(slices: Iterable[Mapping[str, Any]]) -> ServingEndpoints:
     any_serving = False
     nodes: dict[int, set[str]] = {}
     for endpoint_slice in slices:
-        version = ADDRESS_TYPES.get(str(endpoint_slice.get("addressType")))
-        endpoints = endpoint_slice.get("endpoints")
-        if version is None or not isinstance(endpoints, list):
+        facts = slice_facts(endpoint_slice)
+        if not facts.family:
             continue
-        for endpoint in endpoints:
-            endpoint = _mapping(endpoint)
-            if not endpoint.get("addresses") or not can_serve(endpoint.get("conditions")):
+        for endpoint in facts.endpoints:
+            if not (endpoint.ready or endpoint.serving):
                 continue
             any_serving = True
-            node = endpoint.get("nodeName")
-            if isinstance(node, str) and node:
-                nodes.setdefault(version, set()).add(node)
+            if endpoint.node_name:
+                nodes.setdefault(facts.family, set()).add(endpoint.node_name)
     return ServingEndpoints(
         any_serving=any_serving,
         nodes_by_version=tuple(sorted((v, frozenset(n)) for v, n in nodes.items())),

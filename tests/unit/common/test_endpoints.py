@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.endpoints import ServingEndpoints, can_serve, serving_endpoints, slice_service_key
+from common.endpoints import ServingEndpoints, can_serve, serving_endpoints, slice_facts, slice_service_key
 
 
 def endpoint_slice(address_type: str, *endpoints: dict[str, Any], service: str = "web") -> dict[str, Any]:
@@ -66,3 +66,95 @@ def test_no_serving_endpoint() -> None:
 def test_endpoint_without_node_or_address() -> None:
     facts = serving_endpoints([endpoint_slice("IPv4", ep(None), {"conditions": {"ready": True}})])
     assert facts.any_serving and facts.nodes(4) == frozenset()
+
+
+def make_slice(
+    endpoints: list[Any],
+    ports: list[Any] | None = None,
+    address_type: str = "IPv4",
+    name: str = "web-abc",
+    service: str = "web",
+    **meta: Any,
+) -> dict[str, Any]:
+    metadata = {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": service}}
+    metadata.update(meta)
+    return {
+        "metadata": metadata,
+        "addressType": address_type,
+        "ports": ports if ports is not None else [{"name": "http", "protocol": "TCP", "port": 8080}],
+        "endpoints": endpoints,
+    }
+
+
+def test_conditions_follow_the_api_defaults():
+    facts = slice_facts(
+        make_slice(
+            [
+                {"addresses": ["10.0.0.1"]},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": False}},
+                {
+                    "addresses": ["10.0.0.3"],
+                    "conditions": {"ready": False, "serving": True, "terminating": True},
+                },
+            ]
+        )
+    )
+    first, second, third = facts.endpoints
+    assert (first.ready, first.serving, first.terminating) == (True, True, False)
+    assert (second.ready, second.serving, second.terminating) == (False, False, False)
+    assert (third.ready, third.serving, third.terminating) == (False, True, True)
+    assert facts.service == "web" and facts.family == 4 and facts.problems == ()
+
+
+def test_node_zone_and_trigger_time_are_read():
+    obj = make_slice(
+        [{"addresses": ["fd00::5"], "nodeName": "node2", "zone": "z1"}],
+        address_type="IPv6",
+        annotations={"endpoints.kubernetes.io/last-change-trigger-time": "2026-01-02T03:04:05Z"},
+    )
+    facts = slice_facts(obj)
+    assert facts.endpoints[0].node_name == "node2" and facts.endpoints[0].zone == "z1"
+    assert facts.family == 6 and facts.trigger_time == "2026-01-02T03:04:05Z"
+
+
+def test_bad_entries_are_skipped_and_named():
+    facts = slice_facts(
+        make_slice(
+            [
+                {"addresses": ["10.0.0.1"]},
+                {"addresses": ["not-an-ip"]},
+                {"addresses": ["fd00::1"]},  # wrong family for an IPv4 slice
+                {"addresses": []},
+            ],
+            ports=[
+                {"name": "http", "protocol": "TCP", "port": 8080},
+                {"name": "bad", "protocol": "TCP", "port": 70000},
+                {"name": "all", "protocol": "TCP"},
+                {"name": "x", "protocol": "ICMP", "port": 1},
+            ],
+        )
+    )
+    assert [ep.address for ep in facts.endpoints] == ["10.0.0.1"]
+    assert [p.name for p in facts.ports] == ["http"]
+    fields = [p.field for p in facts.problems]
+    assert fields == [
+        "endpoints[1].addresses[0]",
+        "endpoints[2].addresses[0]",
+        "endpoints[3].addresses",
+        "ports[1].port",
+        "ports[2].port",
+        "ports[3].protocol",
+    ]
+    assert "70000" in str(facts.problems[3])
+
+
+def test_unknown_address_type_contributes_nothing():
+    facts = slice_facts(make_slice([{"addresses": ["10.0.0.1"]}], address_type="IPv5"))
+    assert facts.endpoints == () and facts.family == 0
+    assert facts.problems[0].field == "addressType"
+
+
+def test_garbage_is_never_a_crash():
+    for garbage in ({}, {"metadata": None, "endpoints": "x", "ports": 3}, {"endpoints": [None, 1, "x"]}):
+        facts = slice_facts(garbage)
+        assert facts.endpoints == ()

@@ -1,0 +1,74 @@
+"""The one interface every mode implements (kube-proxy's proxy.Provider, reduced to what the sync loop needs).
+
+A backend turns snapshots into kernel state for its mode: iptables (dataplane.iptables), nftables and IPVS
+(issues 13 and 14). Each renders its desired state from the snapshot with pure functions, keeps its own record
+of what it wrote (it never lists the kernel to find it), and writes either everything (a full sync) or only
+the Services that changed (a partial sync). The sync loop (dataplane.sync) decides which, owns timing,
+metrics, health checks and conntrack cleanup, all of which are the same for every mode.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Set
+from dataclasses import dataclass
+from typing import Protocol
+
+from dataplane.model import ServiceKey
+from dataplane.tracker import Snapshot
+
+MODES = ("iptables", "nftables", "ipvs")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeNetwork:
+    """What a backend needs to know about the node it programs."""
+
+    name: str
+    addresses: tuple[str, ...] = ()  # the node's own addresses (both families)
+    # The node addresses NodePorts listen on (--nodeport-addresses); None: every local address.
+    nodeport_addresses: tuple[str, ...] | None = None
+    # Where pod traffic comes from (--cluster-cidr, else the Node's podCIDRs): see RenderConfig.local_cidrs.
+    pod_cidrs: tuple[str, ...] = ()
+
+    def addresses_of(self, family: int) -> tuple[str, ...]:
+        return tuple(a for a in self.addresses if ipaddress.ip_address(a).version == family)
+
+    def nodeport_addresses_of(self, family: int) -> tuple[str, ...] | None:
+        if self.nodeport_addresses is None:
+            return None
+        return tuple(a for a in self.nodeport_addresses if ipaddress.ip_address(a).version == family)
+
+    def pod_cidrs_of(self, family: int) -> tuple[str, ...]:
+        return tuple(c for c in self.pod_cidrs if ipaddress.ip_network(c).version == family)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    full: bool  # everything was rewritten
+    services: int  # Services rewritten (all of them for a full sync)
+    detail: str = ""  # mode-specific, for the log line (e.g. "backend=nft rules=1234")
+
+
+class SyncError(RuntimeError):
+    """Writing failed; the kernel state is unknown, so the next sync must be a full one."""
+
+
+class Backend(Protocol):
+    """One mode. Called only from the sync loop's thread."""
+
+    mode: str
+
+    def sync(self, snapshot: Snapshot, changed: Set[ServiceKey] | None) -> SyncReport:
+        """Make the kernel match `snapshot`. `changed` None: rewrite everything (a full sync); otherwise only
+        those Services changed since the previous successful sync. A backend may do a full sync anyway (its
+        record is not trusted yet, or the node's network changed). Raises SyncError on failure."""
+        ...
+
+    def set_node(self, node: NodeNetwork) -> None:
+        """The node's addresses or pod CIDRs changed; the next sync is a full one."""
+        ...
+
+    def flushed(self) -> bool:
+        """Someone removed this mode's state behind our back (kube-proxy's canary): sync everything again."""
+        ...
