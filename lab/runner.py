@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from lab import network
+from lab.controllers.scheduling import node_is_ready
 from lab.supervisor import Supervisor, find_marked_processes, is_running, signal_and_wait
 from lab.topology import (
     DEFAULT_STATE_ROOT,
@@ -88,8 +89,7 @@ class LabPaths:
 
     @property
     def tmp_dir(self) -> Path:
-        """TMPDIR of the lab's processes. The kubernetes client copies kubeconfig credentials into temp files
-        that a killed process never removes; here they go with the lab."""
+        """TMPDIR of the lab's processes: whatever temp files a killed process leaves go with the lab."""
         return self.state_dir / "tmp"
 
     def kubelet_dir(self, node: LabNode) -> Path:
@@ -311,33 +311,25 @@ class Lab:
         self.wait_nodes_ready(timeout)
 
     def wait_nodes_ready(self, timeout: float) -> None:
-        from kubernetes import client, config  # only the cluster part of the lab needs the client
+        from k8s.client import Client  # only the cluster part of the lab needs the client (a slow import)
 
-        api_client = config.new_client_from_config(config_file=str(self.paths.kubeconfig))  # type: ignore[no-untyped-call]
-        api = client.CoreV1Api(api_client)
         wanted = {n.k8s_node_name for n in self.plan.k8s_nodes}
         deadline = time.monotonic() + timeout
         not_ready: set[str | None] = set(wanted)
-        while time.monotonic() < deadline:
-            for rec in self.supervisor.recorded():
-                if not is_running(rec.pid, rec.start_time or None):
-                    raise LabError(f"{rec.name} exited:\n{self.supervisor.log_tail(rec.name)}")
-            try:
-                nodes = api.list_node(_request_timeout=5).items
-            except Exception as exc:  # the API may still be settling; keep polling until the deadline
-                log.debug("event=list-nodes-failed error=%s", exc)
-                nodes = []
-            ready = {
-                n.metadata.name
-                for n in nodes
-                if n.metadata is not None
-                and n.status is not None
-                and any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
-            }
-            not_ready = wanted - ready
-            if not not_ready:
-                return
-            time.sleep(0.2)
+        with Client.load(str(self.paths.kubeconfig), user_agent="ironlb-lab", timeout=5) as kube:
+            while time.monotonic() < deadline:
+                for rec in self.supervisor.recorded():
+                    if not is_running(rec.pid, rec.start_time or None):
+                        raise LabError(f"{rec.name} exited:\n{self.supervisor.log_tail(rec.name)}")
+                try:
+                    nodes = list(kube.list("/api/v1/nodes"))
+                except Exception as exc:  # the API may still be settling; keep polling until the deadline
+                    log.debug("event=list-nodes-failed error=%s", exc)
+                    nodes = []
+                not_ready = wanted - {n["metadata"].get("name") for n in nodes if node_is_ready(n)}
+                if not not_ready:
+                    return
+                time.sleep(0.2)
         raise LabError(f"nodes not Ready after {timeout:.0f}s: {', '.join(sorted(map(str, not_ready)))}")
 
     # ------------------------------------------------------------------------------------------------- down
