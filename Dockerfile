@@ -5,11 +5,12 @@ FROM python:3.11-slim
 
 WORKDIR /opt/ironlb
 COPY pyproject.toml constraints.txt README.md ./
+# The runtime only: no lab/ (the embedded API server and its dependencies are a test tool).
 COPY common common
+COPY k8s k8s
 COPY controller controller
 COPY speaker speaker
 COPY dataplane dataplane
-COPY lab lab
 RUN pip install --no-cache-dir --disable-pip-version-check -c constraints.txt . \
     && rm -rf /root/.cache
 

