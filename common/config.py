@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from common.addresses import parse_cidr, parse_ip
-from common.errors import ConfigError
+from common.errors import ConfigError, type_name
 from common.pools import AddressRange, Config, IPAddress, L2Advertisement, Pool, ServiceAllocation
 from common.selectors import LabelSelector, parse_label_selector
 
@@ -25,22 +25,15 @@ _TOP_LEVEL_KEYS = ("address-pools", "peers", "bgp-communities", "bfd-profiles")
 _POOL_KEYS = ("name", "protocol", "addresses", "auto-assign", "avoid-buggy-ips", "bgp-advertisements")
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number"}
-    return names.get(type(value), type(value).__name__)
-
-
 def _expect_bool(value: Any, field: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(field, f"must be a boolean, got {_type_name(value)} {value!r}")
+        raise ConfigError(field, f"must be a boolean, got {type_name(value)} {value!r}")
     return value
 
 
 def _expect_str(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise ConfigError(field, f"must be a string, got {_type_name(value)} {value!r}")
+        raise ConfigError(field, f"must be a string, got {type_name(value)} {value!r}")
     return value
 
 
@@ -48,7 +41,7 @@ def _expect_list(value: Any, field: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ConfigError(field, f"must be a list, got {_type_name(value)}")
+        raise ConfigError(field, f"must be a list, got {type_name(value)}")
     return value
 
 
@@ -56,7 +49,7 @@ def _expect_mapping(value: Any, field: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(field, f"must be a mapping, got {_type_name(value)}")
+        raise ConfigError(field, f"must be a mapping, got {type_name(value)}")
     return value
 
 
@@ -110,7 +103,7 @@ def _parse_addresses(value: Any, field: str) -> tuple[AddressRange, ...]:
 def _parse_configmap_pool(obj: Any, field: str) -> Pool:
     pool = _expect_mapping(obj, field)
     if not isinstance(obj, Mapping):
-        raise ConfigError(field, f"must be a mapping, got {_type_name(obj)}")
+        raise ConfigError(field, f"must be a mapping, got {type_name(obj)}")
     for key in pool:
         if key not in _POOL_KEYS:
             raise ConfigError(f"{field}.{key}", f'unknown field "{key}" in an address pool')
@@ -229,7 +222,7 @@ def parse_configmap(data: Mapping[str, str] | None, source: str) -> tuple[Pool, 
         if text is None:
             return ()
         if not isinstance(text, str):
-            raise ConfigError(CONFIGMAP_KEY, f"must be a string, got {_type_name(text)}")
+            raise ConfigError(CONFIGMAP_KEY, f"must be a string, got {type_name(text)}")
         try:
             document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
         except yaml.YAMLError as exc:
@@ -237,7 +230,7 @@ def parse_configmap(data: Mapping[str, str] | None, source: str) -> tuple[Pool, 
         if document is None:
             return ()
         if not isinstance(document, Mapping):
-            raise ConfigError(CONFIGMAP_KEY, f"must be a YAML mapping, got {_type_name(document)}")
+            raise ConfigError(CONFIGMAP_KEY, f"must be a YAML mapping, got {type_name(document)}")
         for key in document:
             if key not in _TOP_LEVEL_KEYS:
                 expected = ", ".join(_TOP_LEVEL_KEYS)
@@ -288,7 +281,7 @@ def _parse_service_allocation(value: Any, field: str) -> ServiceAllocation | Non
     spec = _expect_mapping(value, field)
     priority = spec.get("priority")
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-        raise ConfigError(f"{field}.priority", f"must be an integer, got {_type_name(priority)} {priority!r}")
+        raise ConfigError(f"{field}.priority", f"must be an integer, got {type_name(priority)} {priority!r}")
     return ServiceAllocation(
         priority=priority,
         namespaces=_parse_strings(spec.get("namespaces"), f"{field}.namespaces"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConfigError(ValueError):
     """Invalid pool or advertisement configuration.
@@ -46,3 +48,11 @@ class RequestError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+def type_name(value: Any) -> str:
+    """What a parsed YAML/JSON value is, in the words an error message uses ("a mapping, got list")."""
+    if value is None:
+        return "null"
+    names = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number"}
+    return names.get(type(value), type(value).__name__)

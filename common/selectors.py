@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import ConfigError
+from common.errors import ConfigError, type_name
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
@@ -69,16 +69,9 @@ def label_value_problem(value: str) -> str | None:
     return None
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number"}
-    return names.get(type(value), type(value).__name__)
-
-
 def _parse_requirement(obj: Any, field: str) -> Requirement:
     if not isinstance(obj, Mapping):
-        raise ConfigError(field, f"must be a mapping, got {_type_name(obj)}")
+        raise ConfigError(field, f"must be a mapping, got {type_name(obj)}")
     for name in obj:
         if name not in ("key", "operator", "values"):
             raise ConfigError(f"{field}.{name}", f"unknown field {name!r}")
@@ -96,11 +89,11 @@ def _parse_requirement(obj: Any, field: str) -> Requirement:
     if raw_values is None:
         raw_values = []
     if not isinstance(raw_values, list):
-        raise ConfigError(f"{field}.values", f"must be a list of strings, got {_type_name(raw_values)}")
+        raise ConfigError(f"{field}.values", f"must be a list of strings, got {type_name(raw_values)}")
     values: list[str] = []
     for index, value in enumerate(raw_values):
         if not isinstance(value, str):
-            raise ConfigError(f"{field}.values[{index}]", f"must be a string, got {_type_name(value)}")
+            raise ConfigError(f"{field}.values[{index}]", f"must be a string, got {type_name(value)}")
         if (problem := label_value_problem(value)) is not None:
             raise ConfigError(f"{field}.values[{index}]", problem)
         values.append(value)
@@ -119,7 +112,7 @@ def parse_label_selector(obj: Any, field: str) -> LabelSelector:
     if obj is None:
         return LabelSelector()
     if not isinstance(obj, Mapping):
-        raise ConfigError(field, f"must be a label selector mapping, got {_type_name(obj)}")
+        raise ConfigError(field, f"must be a label selector mapping, got {type_name(obj)}")
     for name in obj:
         if name not in ("matchLabels", "matchExpressions"):
             raise ConfigError(
@@ -129,13 +122,13 @@ def parse_label_selector(obj: Any, field: str) -> LabelSelector:
     if raw_labels is None:
         raw_labels = {}
     if not isinstance(raw_labels, Mapping):
-        raise ConfigError(f"{field}.matchLabels", f"must be a mapping, got {_type_name(raw_labels)}")
+        raise ConfigError(f"{field}.matchLabels", f"must be a mapping, got {type_name(raw_labels)}")
     labels: list[tuple[str, str]] = []
     for key, value in raw_labels.items():
         if not isinstance(key, str) or (problem := label_key_problem(key)) is not None:
             raise ConfigError(f"{field}.matchLabels", label_key_problem(str(key)) or f"invalid key {key!r}")
         if not isinstance(value, str):
-            raise ConfigError(f"{field}.matchLabels[{key}]", f"must be a string, got {_type_name(value)}")
+            raise ConfigError(f"{field}.matchLabels[{key}]", f"must be a string, got {type_name(value)}")
         if (problem := label_value_problem(value)) is not None:
             raise ConfigError(f"{field}.matchLabels[{key}]", problem)
         labels.append((key, value))
@@ -143,7 +136,7 @@ def parse_label_selector(obj: Any, field: str) -> LabelSelector:
     if raw_expressions is None:
         raw_expressions = []
     if not isinstance(raw_expressions, list):
-        raise ConfigError(f"{field}.matchExpressions", f"must be a list, got {_type_name(raw_expressions)}")
+        raise ConfigError(f"{field}.matchExpressions", f"must be a list, got {type_name(raw_expressions)}")
     expressions = tuple(
         _parse_requirement(item, f"{field}.matchExpressions[{index}]")
         for index, item in enumerate(raw_expressions)

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lab.topology import (
@@ -59,12 +59,21 @@ def lab_prefix_match(prefix: str, name: str) -> bool:
     return name.startswith(f"{prefix}-")
 
 
-def list_netns(prefix: str | None = None) -> list[str]:
+def netns_names(starting_with: str = "") -> list[str]:
+    """The named network namespaces (`ip netns list`) whose name starts with `starting_with`, sorted."""
     try:
-        names = sorted(entry.name for entry in NETNS_DIR.iterdir())
+        return sorted(entry.name for entry in NETNS_DIR.iterdir() if entry.name.startswith(starting_with))
     except FileNotFoundError:
         return []
-    return [n for n in names if prefix is None or lab_prefix_match(prefix, n)]
+
+
+def netns_exists(name: str) -> bool:
+    return (NETNS_DIR / name).exists()
+
+
+def list_netns(prefix: str | None = None) -> list[str]:
+    """The netns of the lab `prefix` (every one without a prefix)."""
+    return netns_names("" if prefix is None else f"{prefix}-")
 
 
 def list_host_links(prefix: str | None = None) -> list[str]:
@@ -139,28 +148,12 @@ def lab_process_ids(prefix: str) -> list[int]:
 def destroy(prefix: str) -> list[str]:
     """Delete every host link and netns carrying the prefix; returns what it removed. Kill the lab's processes
     first (lab_process_ids): a netns with a live process survives `ip netns del` with its interfaces."""
-    removed: list[str] = []
-    links = list_host_links(prefix)
     # Deleting the host end of a veth removes the pair at once, so nothing lingers while netns cleanup runs.
-    if links:
-        subprocess.run(
-            ["ip", "-force", "-batch", "-"],
-            input="".join(f"link del {name}\n" for name in links),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        removed.extend(links)
+    links = list_host_links(prefix)
+    _delete_all("link", links)
     namespaces = list_netns(prefix)
-    if namespaces:
-        subprocess.run(
-            ["ip", "-force", "-batch", "-"],
-            input="".join(f"netns del {name}\n" for name in namespaces),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        removed.extend(namespaces)
+    _delete_all("netns", namespaces)
+    removed = links + namespaces
     still = list_netns(prefix) + list_host_links(prefix)
     if still:
         raise NetworkError(f"lab prefix {prefix}: could not remove {', '.join(still)}")
@@ -169,6 +162,9 @@ def destroy(prefix: str) -> list[str]:
     return removed
 
 
-def netns_exists(names: Iterable[str]) -> dict[str, bool]:
-    present = set(list_netns())
-    return {name: name in present for name in names}
+def _delete_all(kind: str, names: Sequence[str]) -> None:
+    """`ip <kind> del` each name in one process, going on past failures (what is left is checked after)."""
+    if names:
+        batch = "".join(f"{kind} del {name}\n" for name in names)
+        argv = ["ip", "-force", "-batch", "-"]
+        subprocess.run(argv, input=batch, capture_output=True, text=True, check=False)

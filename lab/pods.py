@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.ipam import PodAddresses
+from lab.network import netns_exists as netns_exists
+from lab.network import netns_names
+from lab.supervisor import cmdline, find_marked_processes, is_running, signal_and_wait
 
 log = logging.getLogger("lab.pods")
 
-NETNS_DIR = Path("/run/netns")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,14 +31,8 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def netns_exists(name: str) -> bool:
-    return (NETNS_DIR / name).exists()
-
-
-def list_netns(prefix: str) -> list[str]:
-    if not NETNS_DIR.is_dir():
-        return []
-    return sorted(entry.name for entry in NETNS_DIR.iterdir() if entry.name.startswith(prefix))
+# The pods' netns by the start of their name (`<prefix>-p-<node>-...`).
+list_netns = netns_names
 
 
 @dataclass(frozen=True)
@@ -104,45 +98,17 @@ def teardown_network(node_netns: str, netns: str, veth: str) -> None:
 
 def processes_with(marker: str) -> list[int]:
     """PIDs whose command line contains `marker` (the pod's netns name is on the echo server's)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
+    return find_marked_processes([marker])
 
 
 def pid_alive(pid: int, marker: str) -> bool:
     """Whether `pid` still runs and is still our process (its cmdline has `marker`), not a zombie."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return marker in cmdline and state != "Z"
+    return is_running(pid) and marker in cmdline(pid)
 
 
 def kill_processes(marker: str, timeout: float = 3.0) -> None:
-    pids = processes_with(marker)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if pid_alive(pid, marker)]
-        time.sleep(0.05)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """SIGTERM the processes with `marker`, SIGKILL what is left after `timeout`."""
+    signal_and_wait(processes_with(marker), timeout)
 
 
 def start_echo_server(
