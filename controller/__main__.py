@@ -8,11 +8,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import kopf
 import kubernetes.config
 
+from controller import health
 from controller.kube import load_client_configuration
-from controller.operator import Controller, Options, build_registry
+from controller.operator import Controller, Options
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -23,8 +23,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--load-balancer-class", default=None, help="handle only Services of this class (default: no class)"
     )
-    parser.add_argument("--metrics-port", type=int, default=7472, help="Prometheus /metrics port (0: off)")
-    parser.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server binds")
+    parser.add_argument(
+        "--metrics-port", type=int, default=7472, help="port of /metrics, /healthz and /readyz (0: none)"
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        help="address that port binds (default localhost; in a pod, its IP from the downward API)",
+    )
     parser.add_argument(
         "--namespace", default="metallb-system", help="namespace of the pools, advertisements, Lease"
     )
@@ -67,8 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         configmap_namespace=args.configmap_namespace,
         configmap_name=args.configmap_name,
         load_balancer_class=args.load_balancer_class or None,
-        metrics_port=args.metrics_port,
-        metrics_address=args.metrics_address,
         namespace=args.namespace,
         leader_elect=args.leader_elect,
         lease_name=args.lease_name,
@@ -86,10 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("event=no_credentials kubeconfig=%s error=%r", args.kubeconfig, str(e))
         return 2
     controller = Controller(options, configuration)
-    asyncio.run(
-        kopf.operator(registry=build_registry(controller), clusterwide=True, standalone=True)
-    )
-    return 0
+    if args.metrics_port:
+        health.serve(args.metrics_address, args.metrics_port, controller.health)
+    return asyncio.run(controller.run())
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The controller's own API calls: credentials for kopf and a small asyncio client for reads and writes.
 
-kopf watches Services and Namespaces; everything else (config objects in one namespace, status patches,
-events, the Lease) goes through `KubeClient`, so that least-privilege namespaced RBAC is enough and writes
-can be made from any task, not only from inside a kopf handler.
+kopf watches Namespaces; everything else (Services and the config objects through paginated lists and
+watches, status patches, events, the Lease) goes through `KubeClient`, so that least-privilege namespaced RBAC
+is enough, lists are paginated and decoded item by item, and writes can be made from any task.
 """
 
 from __future__ import annotations
@@ -16,17 +16,21 @@ import os
 import shutil
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import kubernetes.client
 import kubernetes.config
 
+from controller.listdecode import decode_list
+
 log = logging.getLogger("controller.kube")
 
 JSON = dict[str, Any]
+
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -160,6 +164,20 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> JSON:
+        return await self._request(
+            method, path, _decode_object, params=params, body=body, content_type=content_type
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        decode: Callable[[str], T],
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> T:
         headers = self._headers()
         data = None
         if body is not None:
@@ -169,10 +187,34 @@ class KubeClient:
         async with self.session().request(
             method, self.server + path, params=params, data=data, headers=headers, timeout=timeout
         ) as response:
+            status = response.status
             text = await response.text()
-            if response.status >= 300:
-                raise _api_error(response.status, text)
-            return cast(JSON, json.loads(text)) if text else {}
+            del response  # it holds the raw body too: one copy of a large page is enough
+        if status >= 300:
+            raise _api_error(status, text)
+        try:
+            return decode(text)
+        except ValueError as e:  # a proxy's HTML page, a truncated body: an API failure like any other
+            raise ApiError(status, "InvalidResponse", _shorten(str(e))) from None
+
+    async def list_page(
+        self,
+        path: str,
+        transform: Callable[[JSON], JSON],
+        limit: int,
+        continue_token: str = "",
+        **params: str,
+    ) -> tuple[JSON, list[JSON]]:
+        """One page of a List: (its metadata, transform(item) for each item), each item transformed as soon
+        as it is decoded, so a page of large objects never exists decoded as a whole."""
+        query = dict(params, limit=str(limit))
+        if continue_token:
+            query["continue"] = continue_token
+        top, items = await self._request(
+            "GET", path, lambda text: decode_list(text, transform), params=query
+        )
+        metadata = top.get("metadata")
+        return (metadata if isinstance(metadata, dict) else {}), items
 
     async def get(self, path: str) -> JSON | None:
         try:
@@ -218,16 +260,33 @@ class KubeClient:
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
     """Newline-separated records of any size (aiohttp's own line iterator refuses lines over 128 KiB, and a
-    ConfigMap may hold up to 1 MiB)."""
-    buffer = b""
+    ConfigMap may hold up to 1 MiB). Chunks of a long line are joined once, not re-copied per chunk."""
+    pending: list[bytes] = []
     async for chunk in stream.iter_any():
-        buffer += chunk
-        *complete, buffer = buffer.split(b"\n")
-        for line in complete:
+        *complete, rest = chunk.split(b"\n")
+        for piece in complete:
+            line = b"".join([*pending, piece])
+            pending.clear()
             if line.strip():
                 yield line
-    if buffer.strip():
-        yield buffer
+        if rest:
+            pending.append(rest)
+    line = b"".join(pending)
+    if line.strip():
+        yield line
+
+
+def _decode_object(text: str) -> JSON:
+    if not text:
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("the response is not a JSON object")
+    return cast(JSON, value)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
 
 
 def _api_error(status: int, text: str) -> ApiError:
@@ -235,7 +294,7 @@ def _api_error(status: int, text: str) -> ApiError:
     with contextlib.suppress(ValueError, AttributeError):
         body = json.loads(text)
         reason, message = str(body.get("reason", "")), str(body.get("message", text))
-    return ApiError(status, reason, message)
+    return ApiError(status, reason, _shorten(message, 1000))
 
 
 async def retry_forever(what: str, attempt: Any, delay: float = 1.0) -> Any:

@@ -1,10 +1,10 @@
-"""Prometheus metrics under MetalLB's names, served on --metrics-port."""
+"""Prometheus metrics under MetalLB's names, served on --metrics-port (controller/health.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 
 addresses_total = Gauge(
     "metallb_allocator_addresses_total", "Number of usable IP addresses, per pool", ["pool"]
@@ -22,15 +22,6 @@ updates = Counter("metallb_k8s_client_updates", "Number of Kubernetes object upd
 update_errors = Counter("metallb_k8s_client_update_errors", "Number of Kubernetes object updates that failed")
 
 _known_pools: set[str] = set()
-_serving: list[int] = []
-
-
-def serve(port: int, address: str = "0.0.0.0") -> None:
-    """Start the /metrics HTTP server in a daemon thread (port 0: no server); once per process, so that a
-    retried kopf startup handler does not try to bind twice."""
-    if port and not _serving:
-        start_http_server(port, addr=address)
-        _serving.append(port)
 
 
 def set_pool_stats(stats: Mapping[str, tuple[int, int]]) -> None:

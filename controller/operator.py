@@ -16,7 +16,7 @@ import itertools
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +27,18 @@ from common.config import ConfigProblem, rebuild_config
 from common.errors import RequestError
 from common.events import event_body
 from common.pools import Config
-from common.services import POOL_ANNOTATION_OUT, assigned_ips, is_handled, service_key
+from common.services import (
+    POOL_ANNOTATION_OUT,
+    PREFIXES,
+    assigned_ips,
+    is_handled,
+    project_service,
+    service_key,
+)
 from controller import metrics
 from controller.allocator import Allocator, Assignment
+from controller.health import Health
+from controller.informer import Informer
 from controller.kube import JSON, ApiError, KubeClient, WatchExpired, bearer_token, rv_newer_or_equal
 from controller.leader import LeaderElector
 from controller.reconcile import UNCHANGED, Event, IPAddress, pool_status, reconcile_service
@@ -46,8 +55,6 @@ class Options:
     configmap_namespace: str = "metallb-system"
     configmap_name: str = "config"
     load_balancer_class: str | None = None
-    metrics_port: int = 7472
-    metrics_address: str = "0.0.0.0"
     namespace: str = "metallb-system"
     leader_elect: bool = True
     lease_name: str = "ironlb-controller"
@@ -67,6 +74,19 @@ def _labels(obj: Mapping[str, Any] | None) -> dict[str, str]:
     return dict(((obj or {}).get("metadata") or {}).get("labels") or {})
 
 
+def _request_revision(service: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a Service's request depends on that its user may change: its spec (generation) and MetalLB's
+    annotations (not the one we write). Edits to anything else do not repeat a failure event."""
+    metadata = service.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    ours = sorted(
+        (name, str(value))
+        for name, value in annotations.items()
+        if name.startswith(PREFIXES) and name != POOL_ANNOTATION_OUT
+    )
+    return metadata.get("generation"), tuple(ours)
+
+
 def _creation_order(service: Mapping[str, Any]) -> tuple[str, str]:
     metadata = service.get("metadata") or {}
     return str(metadata.get("creationTimestamp") or ""), service_key(service)
@@ -83,15 +103,24 @@ class RetryForever:
 class Controller:
     """The reconciliation state and the tasks that act on it (all on kopf's event loop)."""
 
-    def __init__(self, options: Options, configuration: Any) -> None:
+    def __init__(self, options: Options, configuration: Any, health: Health | None = None) -> None:
         self.options = options
         self.configuration = configuration
         self.identity = options.identity or default_identity()
+        self.health = health or Health()
         self.client = KubeClient(configuration)
         self.allocator = Allocator(Config())
         self.config: Config | None = None  # the last valid config
         self.restored = False
-        self.services: dict[str, JSON] = {}
+        # Services as projections (common.services.project_service): only the fields reconciliation reads.
+        self.service_informer = Informer(
+            self.client,
+            "/api/v1/services",
+            project_service,
+            self.enqueue,
+            resync_period=options.resync_period,
+        )
+        self.services = self.service_informer.store
         self.namespace_labels: dict[str, dict[str, str]] = {}
         self.configmap: JSON | None = None
         self.ip_address_pools: dict[str, JSON] = {}
@@ -100,6 +129,7 @@ class Controller:
         self.pending: dict[str, None] = {}  # insertion-ordered: the oldest pending Service is retried first
         self.withdrawn: dict[str, tuple[IPAddress, ...]] = {}
         self.failure_signatures: dict[str, tuple[Any, ...]] = {}
+        self._namespace_failures: dict[str, int] = {}
         self.last_config_problem: str | None = None
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
@@ -109,7 +139,17 @@ class Controller:
         self._config_changed = asyncio.Event()
         self._stats_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = False
+        self.stop_flag: asyncio.Event | None = None
         self.elector: LeaderElector | None = None
+
+    async def run(self) -> int:
+        """Run the operator until a signal, or until one of our tasks dies; the process's exit status."""
+        self.stop_flag = asyncio.Event()
+        await kopf.operator(
+            registry=build_registry(self), clusterwide=True, standalone=True, stop_flag=self.stop_flag
+        )
+        return 1 if self.health.failure is not None else 0
 
     # ---- kopf entry points --------------------------------------------------------------------------------
 
@@ -134,20 +174,23 @@ class Controller:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.error_backoffs = RetryForever()
-        metrics.serve(self.options.metrics_port, self.options.metrics_address)
         metrics.config_loaded.set(0)
         metrics.config_stale.set(0)
+        self._spawn(self._heartbeat(), "heartbeat")
         if self.options.leader_elect:
             o = self.options
             self.elector = LeaderElector(
                 self.client, o.namespace, o.lease_name, self.identity, o.lease_duration, o.renew_deadline,
                 o.retry_period,
             )
+            self.health.ready = True  # a healthy standby: ready to take over
             try:
                 await self.elector.acquire()
             except asyncio.CancelledError:
-                await self.client.close()  # stopped while standing by: kopf runs no cleanup then
+                await self._stop_tasks()  # stopped while standing by: kopf runs no cleanup then
+                await self.client.close()
                 raise
+            self.health.ready = False
             self._spawn(self.elector.keep(self._leadership_lost), "lease")
         await self._initial_sync()
         for index in range(self.options.workers):
@@ -156,33 +199,23 @@ class Controller:
             self._spawn(self._event_poster(), f"events-{index}")
         self._spawn(self._config_rebuilder(), "config")
         self._spawn(self._stats_flusher(), "stats")
-        if self.options.resync_period > 0:
-            self._spawn(self._resync_loop(), "resync")
+        self._spawn(self.service_informer.run(), "services")
+        self.health.ready = True
         log.info("event=started identity=%s services=%d", self.identity, len(self.services))
 
     async def cleanup(self, **_: Any) -> None:
+        await self._stop_tasks()
+        if self.elector is not None:
+            await self.elector.release()
+        await self.client.close()
+
+    async def _stop_tasks(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.elector is not None:
-            await self.elector.release()
-        await self.client.close()
-
-    async def on_service_event(self, event: Mapping[str, Any], **_: Any) -> None:
-        body = event.get("object") or {}
-        key = service_key(body)
-        if event.get("type") == "DELETED":
-            self.services.pop(key, None)
-        else:
-            current = self.services.get(key)
-            if current is None or rv_newer_or_equal(
-                (body.get("metadata") or {}).get("resourceVersion"),
-                (current.get("metadata") or {}).get("resourceVersion"),
-            ):
-                self.services[key] = dict(body)
-        self.enqueue(key)
 
     async def on_namespace_event(self, event: Mapping[str, Any], **_: Any) -> None:
         body = event.get("object") or {}
@@ -193,6 +226,7 @@ class Controller:
             return
         labels = _labels(body)
         self.namespace_labels[name] = labels
+        self._namespace_failures.pop(name, None)
         if old != labels:
             # Pools' namespace selectors may match now: retry what waits there. Assigned IPs stay.
             for key in list(self.pending):
@@ -202,20 +236,30 @@ class Controller:
     # ---- start-up -----------------------------------------------------------------------------------------
 
     async def _initial_sync(self) -> None:
-        namespaces = await self._list_forever("/api/v1/namespaces")
-        self.namespace_labels = {str(n["metadata"]["name"]): _labels(n) for n in namespaces["items"]}
         config_watches = []
         for path, params, apply in self._config_sources():
             listing = await self._list_forever(path, **params)
             apply(None, listing.get("items") or [])
             resource_version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
             config_watches.append((path, params, apply, resource_version))
-        services = await self._list_forever("/api/v1/services")
-        for service in services.get("items") or []:
-            self.services[service_key(service)] = service
+        await self._retry_forever("/api/v1/services", self.service_informer.list)
+        # Namespaces after Services: every listed Service's namespace is then known.
+        namespaces = await self._list_forever("/api/v1/namespaces")
+        self.namespace_labels = {str(n["metadata"]["name"]): _labels(n) for n in namespaces["items"]}
         self._rebuild_config()
         for path, params, apply, resource_version in config_watches:
             self._spawn(self._watch_loop(path, params, apply, resource_version), f"watch {path}")
+
+    async def _retry_forever(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        failures = 0
+        while True:
+            try:
+                await attempt()
+                return
+            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
+                failures += 1
+                log.warning("event=list_failed path=%s error=%r", what, str(e))
+            await asyncio.sleep(min(10.0, float(failures)))
 
     async def _list_forever(self, path: str, **params: str) -> JSON:
         while True:
@@ -240,8 +284,10 @@ class Controller:
             if not ips or not is_handled(service, self.options.load_balancer_class):
                 continue
             namespace = str((service.get("metadata") or {}).get("namespace") or "")
+            if namespace not in self.namespace_labels:
+                continue  # decided when its namespace can be read (fail closed)
             try:
-                request = parse_service(service, self.namespace_labels.get(namespace, {}))
+                request = parse_service(service, self.namespace_labels[namespace])
             except RequestError as e:
                 log.warning("event=restore_skipped service=%s error=%r", key, str(e))
                 refused += 1
@@ -258,29 +304,6 @@ class Controller:
         for key in sorted(self.services, key=lambda k: _creation_order(self.services[k])):
             self.enqueue(key)
         self._stats_changed.set()
-
-    async def _resync_loop(self) -> None:
-        """Drop Services that vanished without a DELETED event reaching us (a watch gap), so their IPs are
-        not held forever. kopf's re-list after a broken watch reports what exists, not what went away."""
-        while True:
-            await asyncio.sleep(self.options.resync_period)
-            try:
-                listing = await self.client.list("/api/v1/services")
-            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
-                log.warning("event=resync_failed error=%r", str(e))
-                continue
-            list_version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
-            present = {service_key(item) for item in listing.get("items") or []}
-            for key, cached in list(self.services.items()):
-                if key in present:
-                    continue
-                cached_version = str((cached.get("metadata") or {}).get("resourceVersion") or "")
-                # Only what the list should have contained: a Service created after the list is newer than it.
-                comparable = cached_version.isdigit() and list_version.isdigit()
-                if comparable and int(cached_version) <= int(list_version):
-                    log.info("event=resync_vanished service=%s", key)
-                    self.services.pop(key, None)
-                    self.enqueue(key)
 
     # ---- configuration ------------------------------------------------------------------------------------
 
@@ -465,6 +488,9 @@ class Controller:
             # the pool (serviceAllocation.namespaceSelectors), so read them now rather than guess.
             await self._load_namespace(namespace)
             service = self.services.get(key)
+            if service is not None and namespace not in self.namespace_labels:
+                self._namespace_unknown(key, service, namespace)
+                return
         withdrawn = self.withdrawn.pop(key, ())
         outcome = reconcile_service(
             key,
@@ -490,8 +516,7 @@ class Controller:
             self._retry_pending(but=key)
         events = list(outcome.events)
         if outcome.pending and service is not None:
-            metadata = service.get("metadata") or {}
-            signature = (outcome.failure, metadata.get("generation"), repr(metadata.get("annotations")))
+            signature = (outcome.failure, *_request_revision(service))
             if self.failure_signatures.get(key) == signature:
                 events = [e for e in events if e.reason != "AllocationFailed"]  # said it already
             self.failure_signatures[key] = signature
@@ -539,6 +564,24 @@ class Controller:
             return
         if body is not None and name not in self.namespace_labels:
             self.namespace_labels[name] = _labels(body)
+            self._namespace_failures.pop(name, None)
+
+    def _namespace_unknown(self, key: str, service: JSON, namespace: str) -> None:
+        """Fail closed: without the namespace's labels no pool decision is safe (a NotIn or DoesNotExist
+        namespace selector would admit the Service), so the Service waits and is retried with backoff."""
+        self.pending.setdefault(key, None)
+        failures = self._namespace_failures[namespace] = self._namespace_failures.get(namespace, 0) + 1
+        delay = min(30.0, 2.0 ** min(failures, 5))
+        signature = ("namespace-unknown", *_request_revision(service))
+        if self.failure_signatures.get(key) != signature:
+            self.failure_signatures[key] = signature
+            message = (
+                f'Failed to allocate IP for "{key}": cannot read the labels of namespace "{namespace}", '
+                "which address pools may select on; retrying"
+            )
+            self._events.put_nowait((service, Event("Warning", "AllocationFailed", message)))
+        log.info("event=namespace_unknown service=%s namespace=%s retry_in=%.0fs", key, namespace, delay)
+        asyncio.get_running_loop().call_later(delay, self.enqueue, key)
 
     def _write_failed(self, key: str, error: Exception) -> None:
         metrics.update_errors.inc()
@@ -546,16 +589,8 @@ class Controller:
         asyncio.get_running_loop().call_later(1.0, self.enqueue, key)
 
     def _remember(self, key: str, body: JSON) -> None:
-        current = self.services.get(key)
-        if (
-            current is not None
-            and body.get("kind") == "Service"
-            and rv_newer_or_equal(
-                (body.get("metadata") or {}).get("resourceVersion"),
-                (current.get("metadata") or {}).get("resourceVersion"),
-            )
-        ):
-            self.services[key] = body
+        if key in self.services and body.get("kind") == "Service":
+            self.service_informer.remember(project_service(body), notify=False)
 
     # ---- events, pool status, metrics, leadership ---------------------------------------------------------
 
@@ -628,7 +663,26 @@ class Controller:
         os._exit(1)
 
     def _spawn(self, coroutine: Any, name: str) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(coroutine, name=name))
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        task.add_done_callback(self._task_ended)
+        self._tasks.append(task)
+
+    def _task_ended(self, task: asyncio.Task[Any]) -> None:
+        """Every task we spawn runs until cleanup: one that ends before is a bug or an unforeseen failure.
+        Liveness fails at once and the operator stops (releasing the Lease): the pod restarts."""
+        if self._stopping:
+            return
+        error = None if task.cancelled() else task.exception()
+        why = "cancelled" if task.cancelled() else repr(error) if error is not None else "returned"
+        log.error("event=task_died task=%s error=%s action=stopping", task.get_name(), why, exc_info=error)
+        self.health.fail(f"task {task.get_name()} died: {why}")
+        if self.stop_flag is not None:
+            self.stop_flag.set()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.health.beat()
+            await asyncio.sleep(1.0)
 
 
 def build_registry(controller: Controller) -> kopf.OperatorRegistry:
@@ -637,7 +691,6 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     kopf.on.login(registry=registry)(controller.login)
     kopf.on.startup(registry=registry)(controller.startup)
     kopf.on.cleanup(registry=registry)(controller.cleanup)
-    kopf.on.event("v1", "services", registry=registry)(controller.on_service_event)
     kopf.on.event("v1", "namespaces", registry=registry)(controller.on_namespace_event)
     return registry
 

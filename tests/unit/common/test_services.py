@@ -5,7 +5,15 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from common.services import POOL_ANNOTATION_OUT, assigned_ips, ingress_for, is_handled, service_key
+from common.services import (
+    MAX_ANNOTATION_VALUE,
+    POOL_ANNOTATION_OUT,
+    assigned_ips,
+    ingress_for,
+    is_handled,
+    project_service,
+    service_key,
+)
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -41,3 +49,81 @@ def test_ingress_and_assigned_ips() -> None:
 def test_service_key() -> None:
     assert service_key(service()) == "shop/web"
     assert service_key({}) == "/"
+
+
+def _big_service(type_: str = "LoadBalancer") -> dict[str, Any]:
+    blob = "x" * 100_000
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "uid": "u-1",
+            "resourceVersion": "42",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "generation": 3,
+            "labels": {"app": "web"},
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": blob,
+                "tenant.example/notes": blob,
+                "metallb.io/allow-shared-ip": "k",
+                "metallb.universe.tf/address-pool": "p" * 5000,
+                POOL_ANNOTATION_OUT: "default",
+            },
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:metadata": {"f:annotations": blob}}}],
+            "finalizers": ["example.com/x"],
+        },
+        "spec": {
+            "type": type_,
+            "selector": {"app": "web"},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 31000}],
+            "clusterIP": "10.96.0.10",
+            "externalTrafficPolicy": "Local",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "sessionAffinity": "None",
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1", "ipMode": "VIP", "ports": []}]}},
+    }
+
+
+def test_projection_keeps_what_the_controller_reads_and_bounds_the_rest() -> None:
+    projected = project_service(_big_service())
+    assert projected == {
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "uid": "u-1",
+            "resourceVersion": "42",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "generation": 3,
+            "labels": {"app": "web"},
+            "annotations": {
+                "metallb.io/allow-shared-ip": "k",
+                "metallb.universe.tf/address-pool": "p" * (MAX_ANNOTATION_VALUE + 1),
+                POOL_ANNOTATION_OUT: "default",
+            },
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": "web"},
+            "ports": [{"port": 80, "protocol": "TCP"}],
+            "externalTrafficPolicy": "Local",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}},
+    }
+    assert len(repr(projected)) < 2 * MAX_ANNOTATION_VALUE
+    assert assigned_ips(projected) == (V4("192.0.2.1"),) and is_handled(projected, None)
+
+
+def test_projection_of_a_service_that_is_not_a_load_balancer() -> None:
+    """Its labels, selector and ports are never read; status and our pool annotation are, to clear them."""
+    projected = project_service(_big_service("ClusterIP"))
+    assert projected["metadata"]["annotations"] == {POOL_ANNOTATION_OUT: "default"}
+    assert "labels" not in projected["metadata"]
+    assert projected["spec"] == {"type": "ClusterIP"}
+    assert assigned_ips(projected) == (V4("192.0.2.1"),)
+    assert project_service({}) == {"metadata": {}, "spec": {}}
