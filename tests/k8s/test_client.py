@@ -19,47 +19,47 @@ from lab.apiserver.process import ApiServerProcess
 from tests.k8s.conftest import CMS, configmap
 
 
-def test_requests_and_every_kind_of_write(client: Client) -> None:
-    created = client.create(CMS, configmap("a", k="v"))
-    assert client.get(f"{CMS}/a")["data"] == {"k": "v"}
-    assert client.get_or_none(f"{CMS}/missing") is None
+def test_requests_and_every_kind_of_write(client: Client, cms: str) -> None:
+    created = client.create(cms, configmap("a", k="v"))
+    assert client.get(f"{cms}/a")["data"] == {"k": "v"}
+    assert client.get_or_none(f"{cms}/missing") is None
     with pytest.raises(ApiError) as missing:
-        client.get(f"{CMS}/missing")
+        client.get(f"{cms}/missing")
     assert (missing.value.status, missing.value.reason) == (404, "NotFound")
 
-    updated = client.replace(f"{CMS}/a", {**created, "data": {"k": "w"}})
+    updated = client.replace(f"{cms}/a", {**created, "data": {"k": "w"}})
     with pytest.raises(ApiError) as stale:
-        client.replace(f"{CMS}/a", {**created, "data": {"k": "x"}})  # created's resourceVersion is old now
+        client.replace(f"{cms}/a", {**created, "data": {"k": "x"}})  # created's resourceVersion is old now
     assert (stale.value.status, stale.value.reason) == (409, "Conflict")
 
-    merged = client.merge_patch(f"{CMS}/a", {"data": {"m": "1"}})
+    merged = client.merge_patch(f"{cms}/a", {"data": {"m": "1"}})
     assert merged["data"] == {"k": "w", "m": "1"}
     assert int(merged["metadata"]["resourceVersion"]) > int(updated["metadata"]["resourceVersion"])
-    patched = client.json_patch(f"{CMS}/a", [{"op": "remove", "path": "/data/m"}])
+    patched = client.json_patch(f"{cms}/a", [{"op": "remove", "path": "/data/m"}])
     assert patched["data"] == {"k": "w"}
     with pytest.raises(ApiError) as failed_test:
-        client.json_patch(f"{CMS}/a", [{"op": "test", "path": "/data/k", "value": "nope"}])
+        client.json_patch(f"{cms}/a", [{"op": "test", "path": "/data/k", "value": "nope"}])
     assert failed_test.value.status == 422
-    assert client.get(f"{CMS}/a")["data"] == {"k": "w"}
+    assert client.get(f"{cms}/a")["data"] == {"k": "w"}
 
     applied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ap"}, "data": {"q": "1"}}
-    assert client.apply(f"{CMS}/ap", applied, field_manager="ironlb-test")["data"] == {"q": "1"}
+    assert client.apply(f"{cms}/ap", applied, field_manager="ironlb-test")["data"] == {"q": "1"}
     again = client.apply(
-        f"{CMS}/ap", {**applied, "data": {"q": "2"}}, field_manager="ironlb-test", force=True
+        f"{cms}/ap", {**applied, "data": {"q": "2"}}, field_manager="ironlb-test", force=True
     )
     assert again["data"] == {"q": "2"}
 
     with pytest.raises(ApiError) as wrong_uid:
-        client.delete(f"{CMS}/a", uid="not-its-uid")
+        client.delete(f"{cms}/a", uid="not-its-uid")
     assert wrong_uid.value.status == 409
-    assert client.delete(f"{CMS}/a", uid=created["metadata"]["uid"]) is True
-    assert client.delete(f"{CMS}/a") is False
+    assert client.delete(f"{cms}/a", uid=created["metadata"]["uid"]) is True
+    assert client.delete(f"{cms}/a") is False
 
 
-def test_paginated_list_yields_items_page_by_page(client: Client) -> None:
+def test_paginated_list_yields_items_page_by_page(client: Client, cms: str) -> None:
     for i in range(7):
-        client.create(CMS, configmap(f"p{i}"))
-    pages = list(client.pages(CMS, limit=3))
+        client.create(cms, configmap(f"p{i}"))
+    pages = list(client.pages(cms, limit=3))
     assert [len(p["items"]) for p in pages] == [3, 3, 1]
     assert "continue" not in pages[-1]["metadata"] or not pages[-1]["metadata"]["continue"]
     # Every page belongs to the same snapshot: the informer watches from this version.
@@ -73,7 +73,7 @@ def test_paginated_list_yields_items_page_by_page(client: Client) -> None:
             return super().get(path, **query)
 
     with Counting(client.configuration) as counting:
-        items = counting.list(CMS, limit=3)
+        items = counting.list(cms, limit=3)
         first = next(items)
         assert len(fetched) == 1  # an iterator: the next page is asked for only when the caller gets there
         names = [first["metadata"]["name"], *(i["metadata"]["name"] for i in items)]
@@ -81,13 +81,13 @@ def test_paginated_list_yields_items_page_by_page(client: Client) -> None:
     assert len(fetched) == 3 and fetched[0] is None and all(fetched[1:])
 
 
-def test_watch_streams_events_bookmarks_and_lines_of_any_size(client: Client) -> None:
-    version = client.get(CMS)["metadata"]["resourceVersion"]
+def test_watch_streams_events_bookmarks_and_lines_of_any_size(client: Client, cms: str) -> None:
+    version = client.get(cms)["metadata"]["resourceVersion"]
     big = "x" * (1024 * 1024 - 4096)  # near the 1 MiB object limit: far beyond one read chunk
-    client.create(CMS, configmap("big", big=big))
-    client.merge_patch(f"{CMS}/big", {"data": {"more": "1"}})
-    client.delete(f"{CMS}/big")
-    events = list(client.watch(CMS, version, timeout_seconds=1))
+    client.create(cms, configmap("big", big=big))
+    client.merge_patch(f"{cms}/big", {"data": {"more": "1"}})
+    client.delete(f"{cms}/big")
+    events = list(client.watch(cms, version, timeout_seconds=1))
     assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
     assert events[0]["object"]["data"]["big"] == big
     assert int(events[-1]["object"]["metadata"]["resourceVersion"]) >= int(
@@ -105,15 +105,15 @@ def test_watch_from_an_expired_version_raises_watch_expired(short_history: ApiSe
         assert expired.value.status == 410 and "too old resource version" in expired.value.message
 
 
-def test_close_ends_a_watch_from_another_thread(client: Client) -> None:
-    version = client.get(CMS)["metadata"]["resourceVersion"]
-    watch = client.watch(CMS, version, timeout_seconds=60)
+def test_close_ends_a_watch_from_another_thread(client: Client, cms: str) -> None:
+    version = client.get(cms)["metadata"]["resourceVersion"]
+    watch = client.watch(cms, version, timeout_seconds=60)
     threading.Timer(0.3, watch.close).start()
     began = time.monotonic()
     assert list(watch) == []
     assert time.monotonic() - began < 10
     assert watch.closed
-    client.create(CMS, configmap("after-close"))  # the pool still serves requests
+    client.create(cms, configmap("after-close"))  # the pool still serves requests
 
 
 def test_a_stopped_server_raises_a_transport_error(apiserver: ApiServerProcess) -> None:
@@ -132,17 +132,17 @@ def _host_of(path: Path) -> str:
 
 
 def test_credentials_are_found_in_the_controllers_order(
-    apiserver: ApiServerProcess,
+    shared_apiserver: ApiServerProcess,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    real = apiserver.kubeconfig
+    real = shared_apiserver.kubeconfig
     other = tmp_path / "other-kubeconfig"
-    other.write_text(_kubeconfig_text(apiserver).replace(_host_of(real), "https://127.0.0.1:1"))
+    other.write_text(_kubeconfig_text(shared_apiserver).replace(_host_of(real), "https://127.0.0.1:1"))
     home = tmp_path / "home"
     (home / ".kube").mkdir(parents=True)
-    (home / ".kube" / "config").write_text(_kubeconfig_text(apiserver))
+    (home / ".kube" / "config").write_text(_kubeconfig_text(shared_apiserver))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
@@ -198,14 +198,14 @@ def test_a_refreshed_token_is_used_on_the_next_request(tmp_path: Path) -> None:
 
 
 def test_inline_credentials_never_reach_the_disk(
-    apiserver: ApiServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shared_apiserver: ApiServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The lab's kubeconfig carries its client key inline; the kubernetes package would copy it to TMPDIR,
     where a killed process leaves it. It lives in memory files instead."""
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
-    configuration = load_configuration(str(apiserver.kubeconfig))
+    configuration = load_configuration(str(shared_apiserver.kubeconfig))
     assert list(private_tmp.iterdir()) == []
     assert configuration.key_file.startswith("/proc/self/fd/")
     with Client(configuration) as client:

@@ -20,58 +20,57 @@ from k8s.events import (
 )
 from lab.apiserver.process import ApiServerProcess
 
-EVENTS = "/api/v1/namespaces/default/events"
 
-
-def service(name: str = "web") -> dict[str, Any]:
+def service(name: str = "web", namespace: str = "default") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}"},
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}"},
     }
 
 
-def events_about(client: Client, name: str) -> list[dict[str, Any]]:
-    return [e for e in client.list(EVENTS) if e["involvedObject"]["name"] == name]
+def events_about(client: Client, namespace: str, name: str) -> list[dict[str, Any]]:
+    events = client.list(f"/api/v1/namespaces/{namespace}/events")
+    return [e for e in events if e["involvedObject"]["name"] == name]
 
 
-def test_repeats_become_a_count_and_many_messages_one_combined_event(client: Client) -> None:
+def test_repeats_become_a_count_and_many_messages_one_combined_event(client: Client, ns: str) -> None:
     recorder = EventRecorder(client, "ironlb-test", instance="replica-1")
     try:
         for _ in range(3):
-            recorder.event(service(), "Warning", "AllocationFailed", "no pool has a free address")
+            recorder.event(service(namespace=ns), "Warning", "AllocationFailed", "no pool has a free address")
         assert recorder.flush()
-        [event] = events_about(client, "web")
+        [event] = events_about(client, ns, "web")
         assert event["count"] == 3 and event["reason"] == "AllocationFailed"
         assert event["firstTimestamp"] <= event["lastTimestamp"]
         assert event["source"] == {"component": "ironlb-test"} and event["reportingInstance"] == "replica-1"
 
         for i in range(12):  # distinct messages, same reason: after 10, one aggregate event counts on
-            recorder.event(service("busy"), "Normal", "IPAllocated", f"assigned 192.0.2.{i}")
+            recorder.event(service("busy", ns), "Normal", "IPAllocated", f"assigned 192.0.2.{i}")
         assert recorder.flush()
-        events = events_about(client, "busy")
+        events = events_about(client, ns, "busy")
         assert len(events) == 11
         [combined] = [e for e in events if e["message"].startswith(COMBINED_PREFIX)]
         assert combined["count"] == 2 and combined["message"] == COMBINED_PREFIX + "assigned 192.0.2.11"
 
-        recorder.event(service("long"), "Warning", "InvalidConfig", "é" * 2000)
+        recorder.event(service("long", ns), "Warning", "InvalidConfig", "é" * 2000)
         assert recorder.flush()
-        [long] = events_about(client, "long")
+        [long] = events_about(client, ns, "long")
         assert len(long["message"].encode()) <= MAX_MESSAGE_BYTES and long["message"].endswith(" ...")
     finally:
         recorder.stop()
 
 
-def test_a_deleted_event_is_posted_anew(client: Client) -> None:
+def test_a_deleted_event_is_posted_anew(client: Client, ns: str) -> None:
     recorder = EventRecorder(client, "ironlb-test")
     try:
-        recorder.event(service(), "Normal", "Synced", "ok")
+        recorder.event(service(namespace=ns), "Normal", "Synced", "ok")
         assert recorder.flush()
-        [first] = events_about(client, "web")
-        client.delete(f"{EVENTS}/{first['metadata']['name']}")
-        recorder.event(service(), "Normal", "Synced", "ok")
+        [first] = events_about(client, ns, "web")
+        client.delete(f"/api/v1/namespaces/{ns}/events/{first['metadata']['name']}")
+        recorder.event(service(namespace=ns), "Normal", "Synced", "ok")
         assert recorder.flush()
-        [second] = events_about(client, "web")
+        [second] = events_about(client, ns, "web")
         assert second["count"] == 2 and second["metadata"]["name"] != first["metadata"]["name"]
     finally:
         recorder.stop()

@@ -63,10 +63,10 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
 
 
 def test_lists_in_pages_watches_transforms_and_reports(
-    client: Client, caplog: pytest.LogCaptureFixture
+    client: Client, cms: str, ns: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     for name in ("a", "b", "c"):
-        client.create(CMS, configmap(name, k=name))
+        client.create(cms, configmap(name, k=name))
     pages: list[str | None] = []
 
     class Counting(Client):
@@ -85,7 +85,7 @@ def test_lists_in_pages_watches_transforms_and_reports(
     counting = Counting(client.configuration)
     informer = Informer(
         counting,
-        CMS,
+        cms,
         Handlers(on_add=on_add, on_update=handlers.on_update, on_delete=handlers.on_delete),
         transform=slim,
         page_size=2,
@@ -95,27 +95,27 @@ def test_lists_in_pages_watches_transforms_and_reports(
         assert informer.has_synced()
         assert recorder.take(3) == {("add", "a"), ("add", "b"), ("add", "c")}
         assert len(pages) == 2 and pages[1]  # 3 objects, 2 per page
-        assert sorted(informer.keys()) == ["default/a", "default/b", "default/c"]
-        assert informer.get("default", "a") == {
-            "metadata": {"name": "a", "namespace": "default"},
+        assert sorted(informer.keys()) == [f"{ns}/a", f"{ns}/b", f"{ns}/c"]
+        assert informer.get(ns, "a") == {
+            "metadata": {"name": "a", "namespace": ns},
             "data": {"k": "a"},
         }
 
         with caplog.at_level(logging.ERROR, logger="k8s.informer"):
-            client.create(CMS, configmap("faulty"))
-            client.create(CMS, configmap("d", k="d"))
+            client.create(cms, configmap("faulty"))
+            client.create(cms, configmap("d", k="d"))
             kind, obj, _ = recorder.next()
         assert (kind, obj["metadata"]["name"]) == ("add", "d")  # the faulty handler did not stop the informer
         assert "event=handler_failed" in caplog.text
-        assert informer.get("default", "faulty") is not None
+        assert informer.get(ns, "faulty") is not None
 
-        client.merge_patch(f"{CMS}/a", {"data": {"k": "changed"}})
+        client.merge_patch(f"{cms}/a", {"data": {"k": "changed"}})
         kind, new, old = recorder.next()
         assert kind == "update" and old is not None
         assert (old["data"], new["data"]) == ({"k": "a"}, {"k": "changed"})
-        client.delete(f"{CMS}/b")
+        client.delete(f"{cms}/b")
         assert recorder.take(1) == {("delete", "b")}
-        assert informer.get("default", "b") is None
+        assert informer.get(ns, "b") is None
         assert len(informer) == 4
     finally:
         informer.stop()
@@ -194,10 +194,10 @@ def test_survives_an_api_server_restart(tmp_path: Path, caplog: pytest.LogCaptur
         server.stop()
 
 
-def test_resync_redelivers_the_cache_as_updates(client: Client) -> None:
-    client.create(CMS, configmap("r"))
+def test_resync_redelivers_the_cache_as_updates(client: Client, cms: str) -> None:
+    client.create(cms, configmap("r"))
     recorder = Recorder()
-    informer = Informer(client, CMS, recorder.handlers(), resync_period=0.2).start()
+    informer = Informer(client, cms, recorder.handlers(), resync_period=0.2).start()
     try:
         assert recorder.take(1) == {("add", "r")}
         for _ in range(2):
@@ -207,23 +207,23 @@ def test_resync_redelivers_the_cache_as_updates(client: Client) -> None:
         informer.stop()
 
 
-async def test_handlers_can_deliver_to_an_asyncio_loop(client: Client) -> None:
+async def test_handlers_can_deliver_to_an_asyncio_loop(client: Client, cms: str) -> None:
     loop = asyncio.get_running_loop()
     received: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
     handlers = Handlers(
         on_add=lambda obj: received.put_nowait((obj["metadata"]["name"], threading.get_ident()))
     )
-    informer = Informer(client, CMS, handlers.on_loop(loop)).start()
+    informer = Informer(client, cms, handlers.on_loop(loop)).start()
     try:
-        await asyncio.to_thread(client.create, CMS, configmap("async"))
+        await asyncio.to_thread(client.create, cms, configmap("async"))
         name, thread = await asyncio.wait_for(received.get(), 10)
         assert (name, thread) == ("async", threading.get_ident())  # ran on the loop's thread
     finally:
         await asyncio.to_thread(informer.stop)
 
 
-def test_stop_ends_an_open_watch_at_once(client: Client) -> None:
-    informer = Informer(client, CMS, watch_timeout=300).start()
+def test_stop_ends_an_open_watch_at_once(client: Client, cms: str) -> None:
+    informer = Informer(client, cms, watch_timeout=300).start()
     assert informer.wait_for_sync(10)
     time.sleep(0.2)  # let the watch open
     began = time.monotonic()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from k8s.client import Client
 from k8s.leader import LeaderElector
 
-LEASE = "/apis/coordination.k8s.io/v1/namespaces/default/leases/ironlb-test"
+
+def lease(client: Client, ns: str) -> dict[str, Any]:
+    return client.get(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/ironlb-test")
 
 
 class FakeClock:
@@ -21,14 +24,16 @@ class FakeClock:
         return self.now
 
 
-def elector(client: Client, identity: str, clock: FakeClock | None = None, **timing: float) -> LeaderElector:
+def elector(
+    client: Client, ns: str, identity: str, clock: FakeClock | None = None, **timing: float
+) -> LeaderElector:
     timing = {"lease_duration": 15.0, "renew_deadline": 10.0, "retry_period": 2.0, **timing}
-    return LeaderElector(client, "default", "ironlb-test", identity, clock=clock or time.monotonic, **timing)
+    return LeaderElector(client, ns, "ironlb-test", identity, clock=clock or time.monotonic, **timing)
 
 
-def test_one_holder_takeover_only_after_the_lease_duration_of_our_own_clock(client: Client) -> None:
+def test_one_holder_takeover_only_after_the_lease_duration_of_our_own_clock(client: Client, ns: str) -> None:
     a_clock, b_clock = FakeClock(), FakeClock()
-    a, b = elector(client, "a", a_clock), elector(client, "b", b_clock)
+    a, b = elector(client, ns, "a", a_clock), elector(client, ns, "b", b_clock)
     assert a.try_acquire_or_renew()
     assert not b.try_acquire_or_renew()  # held, and just observed
     b_clock.now += 14.9
@@ -38,14 +43,16 @@ def test_one_holder_takeover_only_after_the_lease_duration_of_our_own_clock(clie
     assert not b.try_acquire_or_renew()  # b starts counting again from the renewal it saw
     b_clock.now += 15.1
     assert b.try_acquire_or_renew()  # a went silent for a whole lease duration: b takes over
-    spec = client.get(LEASE)["spec"]
+    spec = lease(client, ns)["spec"]
     assert spec["holderIdentity"] == "b" and spec["leaseTransitions"] == 1
     assert not a.try_acquire_or_renew()  # a sees b's fresh record and steps back
 
 
-def test_may_write_ends_at_the_renew_deadline_even_before_the_renew_loop_notices(client: Client) -> None:
+def test_may_write_ends_at_the_renew_deadline_even_before_the_renew_loop_notices(
+    client: Client, ns: str
+) -> None:
     clock = FakeClock()
-    a = elector(client, "a", clock)
+    a = elector(client, ns, "a", clock)
     stop = threading.Event()
     assert a.acquire(stop) and a.is_leader
     assert a.may_write()
@@ -57,13 +64,13 @@ def test_may_write_ends_at_the_renew_deadline_even_before_the_renew_loop_notices
     assert a.may_write()  # a successful renewal lifts the fence
 
 
-def test_a_leader_that_cannot_renew_loses_and_stops(client: Client) -> None:
-    a = elector(client, "a", lease_duration=3.0, renew_deadline=1.0, retry_period=0.2)
+def test_a_leader_that_cannot_renew_loses_and_stops(client: Client, ns: str) -> None:
+    a = elector(client, ns, "a", lease_duration=3.0, renew_deadline=1.0, retry_period=0.2)
     stop = threading.Event()
     assert a.acquire(stop)
     # Another replica (with a clock far ahead, as if the lease had long expired) takes the lease over.
     far = FakeClock()
-    usurper = elector(client, "b", far, lease_duration=3.0, renew_deadline=1.0, retry_period=0.2)
+    usurper = elector(client, ns, "b", far, lease_duration=3.0, renew_deadline=1.0, retry_period=0.2)
     usurper.try_acquire_or_renew()
     far.now += 10
     assert usurper.try_acquire_or_renew()
@@ -73,9 +80,9 @@ def test_a_leader_that_cannot_renew_loses_and_stops(client: Client) -> None:
     assert not a.is_leader and not a.may_write()
 
 
-def test_run_releases_on_stop_so_a_standby_takes_over_at_once(client: Client) -> None:
+def test_run_releases_on_stop_so_a_standby_takes_over_at_once(client: Client, ns: str) -> None:
     timing = {"lease_duration": 30.0, "renew_deadline": 20.0, "retry_period": 0.1}
-    a, b = elector(client, "a", None, **timing), elector(client, "b", None, **timing)
+    a, b = elector(client, ns, "a", None, **timing), elector(client, ns, "b", None, **timing)
     stop_a, stop_b = threading.Event(), threading.Event()
     log: list[str] = []
     started = threading.Event()
@@ -90,7 +97,7 @@ def test_run_releases_on_stop_so_a_standby_takes_over_at_once(client: Client) ->
     thread_a = threading.Thread(target=run_a)
     thread_a.start()
     assert started.wait(10)
-    assert client.get(LEASE)["spec"]["holderIdentity"] == "a"
+    assert lease(client, ns)["spec"]["holderIdentity"] == "a"
     acquired_b: list[bool] = []
     thread_b = threading.Thread(target=lambda: acquired_b.append(b.acquire(stop_b)))
     thread_b.start()
@@ -101,10 +108,10 @@ def test_run_releases_on_stop_so_a_standby_takes_over_at_once(client: Client) ->
     assert log == ["a started", "a stopped"]
     thread_b.join(5)  # far sooner than the 30 s lease duration: a handed the lease back
     assert acquired_b == [True]
-    assert client.get(LEASE)["spec"]["holderIdentity"] == "b"
+    assert lease(client, ns)["spec"]["holderIdentity"] == "b"
     assert not a.may_write()
 
 
-def test_timing_must_leave_room_to_step_down(client: Client) -> None:
+def test_timing_must_leave_room_to_step_down(client: Client, ns: str) -> None:
     with pytest.raises(ValueError):
-        elector(client, "a", lease_duration=10.0, renew_deadline=10.0)
+        elector(client, ns, "a", lease_duration=10.0, renew_deadline=10.0)
