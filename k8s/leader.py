@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from k8s.client import REQUEST_ERRORS, ApiError, Client
 from k8s.meta import JSON, micro_time, resource_path
 
 log = logging.getLogger("k8s.leader")
+
+JITTER_FACTOR = 1.2
 
 
 class LeaderElector:
@@ -36,8 +39,10 @@ class LeaderElector:
         retry_period: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not retry_period < renew_deadline < lease_duration:
-            raise ValueError("leader election needs retry_period < renew_deadline < lease_duration")
+        # client-go's checks: the leader must be able to give up before a standby may take over, and to try
+        # more than once before giving up.
+        if not 0 < JITTER_FACTOR * retry_period < renew_deadline < lease_duration:
+            raise ValueError("leader election needs 0 < 1.2 * retry_period < renew_deadline < lease_duration")
         self._client = client
         self._namespace = namespace
         self._name = name
@@ -74,7 +79,8 @@ class LeaderElector:
             if not logged:
                 log.info("event=leader_waiting lease=%s identity=%s", self._ref, self.identity)
                 logged = True
-            stop.wait(self.retry_period)
+            # Jittered as client-go's acquire loop, so standbys started together do not knock in step.
+            stop.wait(self.retry_period * (1 + random.random() * JITTER_FACTOR))
         return False
 
     def renew(self, stop: threading.Event) -> bool:

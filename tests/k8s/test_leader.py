@@ -115,3 +115,6 @@ def test_run_releases_on_stop_so_a_standby_takes_over_at_once(client: Client, ns
 def test_timing_must_leave_room_to_step_down(client: Client, ns: str) -> None:
     with pytest.raises(ValueError):
         elector(client, ns, "a", lease_duration=10.0, renew_deadline=10.0)
+    with pytest.raises(ValueError):
+        elector(client, ns, "a", renew_deadline=2.4, retry_period=2.0)  # room for a single attempt only
+    elector(client, ns, "a", renew_deadline=2.5, retry_period=2.0)
