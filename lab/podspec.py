@@ -275,8 +275,13 @@ def node_status(
         }
 
     capacity = {"cpu": "2", "memory": "4Gi", "pods": "110", "ephemeral-storage": "10Gi", "hugepages-2Mi": "0"}
+    own = ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")
+    # Conditions others set (NetworkUnavailable from the network plugin or a test) stay, as the real kubelet's
+    # strategic merge keeps them.
+    foreign = [c for c in (previous or {}).get("conditions") or [] if c.get("type") not in own]
     return {
         "conditions": [
+            *foreign,
             cond(
                 "MemoryPressure",
                 False,

@@ -11,7 +11,7 @@ apt_packages=(
     python3 python3-venv python3-dev gcc
     iproute2 iptables nftables ipset conntrack kmod
     user-mode-linux ipvsadm
-    curl procps iputils-ping tcpdump
+    curl procps iputils-ping tcpdump iputils-arping ndisc6
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do

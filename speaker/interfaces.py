@@ -28,7 +28,11 @@ class Interface:
     broadcast: bool = True  # IFF_BROADCAST: ARP works on it
     noarp: bool = False  # IFF_NOARP
     enslaved: bool = False  # a port of a bridge or bond: its master answers instead
-    ipv6_link_local: bool = False  # NDP needs a link-local source address
+    link_local: str = ""  # its IPv6 link-local address: NDP answers from it (none: no NDP here)
+
+    @property
+    def ipv6_link_local(self) -> bool:
+        return bool(self.link_local)
 
     def problem(self, version: int) -> str | None:
         """Why this interface cannot announce IPs of ``version``, or None."""

@@ -180,9 +180,9 @@ def neighbor_advertisement(
     return _ipv6_icmp(mac, dst_mac, source.packed, dst, body)
 
 
-def unsolicited_na(mac: bytes, source: ipaddress.IPv6Address, ip: ipaddress.IPv6Address) -> bytes:
+def unsolicited_na(mac: bytes, ip: ipaddress.IPv6Address) -> bytes:
     """To all nodes, Override set: neighbours replace the link-layer address they hold for ``ip``."""
-    return neighbor_advertisement(mac, source, ALL_NODES.packed, ALL_NODES_MAC, ip.packed, NA_OVERRIDE)
+    return neighbor_advertisement(mac, ip, ALL_NODES.packed, ALL_NODES_MAC, ip.packed, NA_OVERRIDE)
 
 
 def ns_probe(mac: bytes, ip: ipaddress.IPv6Address) -> bytes:
@@ -194,12 +194,17 @@ def ns_probe(mac: bytes, ip: ipaddress.IPv6Address) -> bytes:
 
 
 class NdpResponder:
-    """Solicited advertisements for one (interface MAC, link-local source, IPv6 target): the checksum's sum
-    over everything but the destination is precomputed."""
+    """Solicited advertisements for one (interface MAC, IPv6 target): the checksum's sum over everything but
+    the destination is precomputed.
+
+    The advertisement comes from the target address itself, as the kernel answers for its own addresses
+    (tools such as ndisc6 accept nothing else); the IP is never configured on the interface for that.
+    """
 
     __slots__ = ("_body_tail", "_head", "_partial")
 
-    def __init__(self, mac: bytes, source: ipaddress.IPv6Address, ip: ipaddress.IPv6Address) -> None:
+    def __init__(self, mac: bytes, ip: ipaddress.IPv6Address) -> None:
+        source = ip
         # Solicited and Override: the LB IP behaves as the node's own address (RFC 4861 7.2.4), so a
         # neighbour that still holds the previous owner's MAC replaces it.
         body = bytes([NEIGHBOR_ADVERTISEMENT, 0, 0, 0, NA_SOLICITED | NA_OVERRIDE, 0, 0, 0])

@@ -193,8 +193,6 @@ def test_kind_without_schema_is_permissive() -> None:
     assert unknown_fields([open_kind], "example.com", "v1", "Thing", {"spec": {"anything": 1}}) == []
 
 
-
-
 def test_tutorial_objects_have_no_unknown_fields() -> None:
     for obj in yaml.safe_load_all(manifest(*sorted(p.name for p in TUTORIAL_DIR.glob("*.yaml")))):
         group, _, version = obj["apiVersion"].rpartition("/")

@@ -434,8 +434,7 @@ def test_token_user_is_forbidden_until_bound_and_only_there(rbac_server: ApiServ
     assert log is not None
     denials = [line for line in log.read_text().splitlines() if "event=forbidden" in line]
     assert any(
-        "user=alice verb=get resource=configmaps " in line and "namespace=team" in line
-        for line in denials
+        "user=alice verb=get resource=configmaps " in line and "namespace=team" in line for line in denials
     )
     assert not any("user=kubernetes-admin" in line for line in denials)
 

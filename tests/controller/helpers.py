@@ -24,7 +24,14 @@ T = TypeVar("T")
 # Short lease timings keep the HA and restart tests to seconds; a short resync period makes every test also
 # check that re-listing never drops a live Service.
 FAST_LEASE = (
-    "--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.3", "--resync-period", "1",
+    "--lease-duration",
+    "3",
+    "--renew-deadline",
+    "2",
+    "--retry-period",
+    "0.3",
+    "--resync-period",
+    "1",
 )
 
 
@@ -69,10 +76,14 @@ class ControllerProcess:
         else:
             env.pop("KUBECONFIG", None)
         command = [
-            sys.executable, "-m", "controller",
+            sys.executable,
+            "-m",
+            "controller",
             *([] if self.kubeconfig_from_env else ["--kubeconfig", str(self.kubeconfig)]),
-            "--metrics-port", str(self.metrics_port),
-            "--metrics-address", "127.0.0.1",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--metrics-address",
+            "127.0.0.1",
             *FAST_LEASE,
             *self.args,
         ]
@@ -85,7 +96,7 @@ class ControllerProcess:
         return self
 
     def log(self) -> str:
-        return self.log_file.read_text(errors="replace")[self._log_offset:] if self.log_file.exists() else ""
+        return self.log_file.read_text(errors="replace")[self._log_offset :] if self.log_file.exists() else ""
 
     def wait_started(self, timeout: float = 20.0) -> None:
         def started() -> bool:

@@ -42,10 +42,13 @@ address-pools:
   addresses: [192.168.50.10-192.168.50.19]
 """
 GARBAGE = "address-pools: [ {name: a, protocol: layer2, addresses: [192.168.50.10-192.168.50.19]"
-OVERLAP = GOOD + """- name: c
+OVERLAP = (
+    GOOD
+    + """- name: c
   protocol: layer2
   addresses: [192.168.50.16/30]
 """
+)
 BAD_CIDR = """
 address-pools:
 - name: a
@@ -59,12 +62,14 @@ def in_network(ip: str, network: str) -> bool:
 
 
 def ip_address_pool(name: str, addresses: list[str], **spec: Any) -> str:
-    return json.dumps({
-        "apiVersion": "metallb.io/v1beta1",
-        "kind": "IPAddressPool",
-        "metadata": {"name": name, "namespace": "metallb-system"},
-        "spec": {"addresses": addresses, **spec},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": name, "namespace": "metallb-system"},
+            "spec": {"addresses": addresses, **spec},
+        }
+    )
 
 
 def namespace(name: str, labels: dict[str, str] | None = None) -> str:
@@ -137,21 +142,38 @@ def test_ip_address_pools_service_allocation(cluster: Cluster, controller: Contr
     kubectl = cluster.kubectl
     apply(kubectl, namespace("team-a"))
     apply(kubectl, namespace("blue", {"team": "blue"}))
-    apply(kubectl, ip_address_pool(
-        "team-a-low", ["192.168.60.0/29"], serviceAllocation={"priority": 20, "namespaces": ["team-a"]}
-    ))
-    apply(kubectl, ip_address_pool(
-        "team-a-high", ["192.168.61.0/29"], serviceAllocation={"priority": 10, "namespaces": ["team-a"]}
-    ))
-    apply(kubectl, ip_address_pool(
-        "blue-only", ["192.168.62.0/29"],
-        serviceAllocation={"namespaceSelectors": [{"matchLabels": {"team": "blue"}}]},
-    ))
-    apply(kubectl, ip_address_pool(
-        "labelled-svc", ["192.168.63.0/29"],
-        serviceAllocation={"serviceSelectors": [{"matchExpressions": [
-            {"key": "tier", "operator": "In", "values": ["gold"]}]}]},
-    ))
+    apply(
+        kubectl,
+        ip_address_pool(
+            "team-a-low", ["192.168.60.0/29"], serviceAllocation={"priority": 20, "namespaces": ["team-a"]}
+        ),
+    )
+    apply(
+        kubectl,
+        ip_address_pool(
+            "team-a-high", ["192.168.61.0/29"], serviceAllocation={"priority": 10, "namespaces": ["team-a"]}
+        ),
+    )
+    apply(
+        kubectl,
+        ip_address_pool(
+            "blue-only",
+            ["192.168.62.0/29"],
+            serviceAllocation={"namespaceSelectors": [{"matchLabels": {"team": "blue"}}]},
+        ),
+    )
+    apply(
+        kubectl,
+        ip_address_pool(
+            "labelled-svc",
+            ["192.168.63.0/29"],
+            serviceAllocation={
+                "serviceSelectors": [
+                    {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold"]}]}
+                ]
+            },
+        ),
+    )
     apply(kubectl, service("svc", namespace="team-a"))
     [ip] = wait_ips(kubectl, "svc", "team-a")
     assert in_network(ip, "192.168.61.0/29"), "lower priority number wins"
@@ -166,8 +188,10 @@ def test_ip_address_pools_service_allocation(cluster: Cluster, controller: Contr
     # Pools with a serviceAllocation serve nobody else.
     apply(kubectl, service("outsider"))
     [ip] = wait_ips(kubectl, "outsider")
-    assert not any(in_network(ip, n) for n in ("192.168.60.0/24", "192.168.61.0/24", "192.168.62.0/24",
-                                                "192.168.63.0/24"))
+    assert not any(
+        in_network(ip, n)
+        for n in ("192.168.60.0/24", "192.168.61.0/24", "192.168.62.0/24", "192.168.63.0/24")
+    )
 
 
 def test_auto_assign_false_ip_address_pool(cluster: Cluster, controller: ControllerProcess):
@@ -210,12 +234,19 @@ def test_invalid_ip_address_pool_and_l2_advertisement(cluster: Cluster, controll
     kubectl("delete", "ipaddresspool", "broken", "-n", "metallb-system")
     wait_for("stale cleared", lambda: stale(controller) == 0)
 
-    apply(kubectl, json.dumps({
-        "apiVersion": "metallb.io/v1beta1",
-        "kind": "L2Advertisement",
-        "metadata": {"name": "odd", "namespace": "metallb-system"},
-        "spec": {"ipAddressPoolSelectors": [{"matchExpressions": [{"key": "x", "operator": "Near"}]}]},
-    }))
+    apply(
+        kubectl,
+        json.dumps(
+            {
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": "L2Advertisement",
+                "metadata": {"name": "odd", "namespace": "metallb-system"},
+                "spec": {
+                    "ipAddressPoolSelectors": [{"matchExpressions": [{"key": "x", "operator": "Near"}]}]
+                },
+            }
+        ),
+    )
     event = wait_event(kubectl, "odd", "InvalidConfig", namespace="metallb-system")
     assert event["involvedObject"]["kind"] == "L2Advertisement"
     kubectl("delete", "l2advertisement", "odd", "-n", "metallb-system")
@@ -226,16 +257,20 @@ def test_invalid_ip_address_pool_and_l2_advertisement(cluster: Cluster, controll
 
 def test_large_configmap_arrives_through_the_watch(cluster: Cluster, controller: ControllerProcess):
     kubectl = cluster.kubectl
-    big = json.loads(json.dumps({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "config", "namespace": "metallb-system"},
-        "data": {
-            "config": GOOD + "- name: big\n  protocol: layer2\n  addresses: [192.168.90.0/30]\n",
-            # Other keys are ignored, but they make the watch event one 300 KiB line.
-            "notes": "x" * 300_000,
-        },
-    }))
+    big = json.loads(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "config", "namespace": "metallb-system"},
+                "data": {
+                    "config": GOOD + "- name: big\n  protocol: layer2\n  addresses: [192.168.90.0/30]\n",
+                    # Other keys are ignored, but they make the watch event one 300 KiB line.
+                    "notes": "x" * 300_000,
+                },
+            }
+        )
+    )
     # replace, not apply: apply would copy 300 KiB into the last-applied annotation.
     kubectl("replace", "-f", "-", input=json.dumps(big))
     apply(kubectl, service("in-big", annotations={"metallb.io/address-pool": "big"}))
@@ -259,10 +294,14 @@ def test_shipped_manifests_install_and_examples_load(cluster: Cluster, controlle
 
 def test_labelling_a_namespace_admits_its_pending_service(cluster: Cluster, controller: ControllerProcess):
     kubectl = cluster.kubectl
-    apply(kubectl, ip_address_pool(
-        "late-label", ["192.168.95.0/30"],
-        serviceAllocation={"namespaceSelectors": [{"matchLabels": {"team": "late"}}]},
-    ))
+    apply(
+        kubectl,
+        ip_address_pool(
+            "late-label",
+            ["192.168.95.0/30"],
+            serviceAllocation={"namespaceSelectors": [{"matchLabels": {"team": "late"}}]},
+        ),
+    )
     apply(kubectl, namespace("late"))
     apply(kubectl, service("svc", namespace="late", annotations={"metallb.io/address-pool": "late-label"}))
     wait_event(kubectl, "svc", "AllocationFailed", namespace="late", contains="does not admit")

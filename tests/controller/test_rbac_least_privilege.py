@@ -134,11 +134,13 @@ def test_controller_works_with_exactly_the_shipped_rbac(
     assert wait_ips(kubectl, "nginx-metallb", timeout=30) == ["192.168.10.90"], controller.log()[-3000:]
     wait_for(
         "the ip-allocated-from-pool annotation",
-        lambda: (get_json(kubectl, "service", "nginx-metallb") or {})
-        .get("metadata", {})
-        .get("annotations", {})
-        .get("metallb.io/ip-allocated-from-pool")
-        == "default",
+        lambda: (
+            (get_json(kubectl, "service", "nginx-metallb") or {})
+            .get("metadata", {})
+            .get("annotations", {})
+            .get("metallb.io/ip-allocated-from-pool")
+            == "default"
+        ),
     )
     wait_event(kubectl, "nginx-metallb", "IPAllocated", contains="192.168.10.90")
 

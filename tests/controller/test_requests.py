@@ -142,17 +142,23 @@ def test_annotation_change_moves_the_ip_and_frees_the_old_one(
     [old] = wait_ips(kubectl, "mover")
     assert in_network(old, "192.168.3.0/29")
     kubectl(
-        "annotate", "service", "mover", "--overwrite", "metallb.io/address-pool=dual",
+        "annotate",
+        "service",
+        "mover",
+        "--overwrite",
+        "metallb.io/address-pool=dual",
     )
     wait_for("mover moved to dual", lambda: [ip for ip in service_ips(kubectl, "mover") if ip != old])
     [new] = service_ips(kubectl, "mover")
     assert in_network(new, "192.168.2.0/24")
     wait_for(
         "pool annotation updated",
-        lambda: get_json(kubectl, "service", "mover")["metadata"]["annotations"].get(
-            "metallb.io/ip-allocated-from-pool"
-        )
-        == "dual",
+        lambda: (
+            get_json(kubectl, "service", "mover")["metadata"]["annotations"].get(
+                "metallb.io/ip-allocated-from-pool"
+            )
+            == "dual"
+        ),
     )
     # The old IP is free again: someone else can ask for it.
     apply(kubectl, service("taker", annotations={"metallb.io/loadBalancerIPs": old}))
@@ -190,9 +196,12 @@ def test_load_balancer_class(
     apply(kubectl, json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other-lb"}}))
     apply(kubectl, configmap(OTHER_POOLS, "other-config"))
     other = start_controller(
-        "--load-balancer-class", "example.com/other-lb",
-        "--configmap-name", "other-config",
-        "--namespace", "other-lb",
+        "--load-balancer-class",
+        "example.com/other-lb",
+        "--configmap-name",
+        "other-config",
+        "--namespace",
+        "other-lb",
     )
     [ip] = wait_ips(kubectl, "classy")
     assert in_network(ip, "192.168.9.0/29")

@@ -98,8 +98,10 @@ def test_type_change_away_from_load_balancer_clears_and_frees(
     wait_event(kubectl, "fill-4", "ClearAssignment", contains=freed[0])
     wait_for(
         "pool annotation removed",
-        lambda: "metallb.io/ip-allocated-from-pool"
-        not in (get_json(kubectl, "service", "fill-4")["metadata"].get("annotations") or {}),
+        lambda: (
+            "metallb.io/ip-allocated-from-pool"
+            not in (get_json(kubectl, "service", "fill-4")["metadata"].get("annotations") or {})
+        ),
     )
     assert wait_ips(kubectl, "waiting-2") == freed
 
@@ -124,8 +126,10 @@ def test_restart_keeps_every_ip_without_churn(
     kubectl = cluster.kubectl
     before = all_assigned(kubectl)
     listing = get_json(kubectl, "services", "-A")
-    versions = {f"{s['metadata']['namespace']}/{s['metadata']['name']}": s["metadata"]["resourceVersion"]
-                for s in listing["items"]}
+    versions = {
+        f"{s['metadata']['namespace']}/{s['metadata']['name']}": s["metadata"]["resourceVersion"]
+        for s in listing["items"]
+    }
     allocated_events = len(events(kubectl, "nginx-metallb", reason="IPAllocated"))
 
     controller.kill()

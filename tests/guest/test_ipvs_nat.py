@@ -61,8 +61,21 @@ def real_servers(tmp_path: Path) -> Iterator[dict[str, str]]:
             ready = tmp_path / f"{name}.ready"
             servers.append(
                 subprocess.Popen(
-                    ["ip", "netns", "exec", netns, sys.executable, "-m", "lab.echoserver",
-                     "--name", name, "--tcp", str(PORT), "--ready-file", str(ready)],
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        netns,
+                        sys.executable,
+                        "-m",
+                        "lab.echoserver",
+                        "--name",
+                        name,
+                        "--tcp",
+                        str(PORT),
+                        "--ready-file",
+                        str(ready),
+                    ],
                 )
             )
         run("ip", "link", "add", VIP_LINK, "type", "dummy")

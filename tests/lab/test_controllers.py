@@ -27,7 +27,6 @@ from tests.tutorial import NGINX_APP, NGINX_SVC, NS1
 pytestmark = pytest.mark.root
 
 
-
 @pytest.fixture
 def start_controllers(apiserver: ApiServerProcess, tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     started: list[Proc] = []
@@ -257,8 +256,6 @@ def test_silent_kubelet_makes_node_unreachable_and_its_endpoints_not_ready(
     )
     wait_for("endpoint ready again", lambda: slice_ips(kubectl, "nginx-svc") == {ip}, timeout=15)
     assert "node_unreachable" in controllers.text() and "Traceback" not in controllers.text()
-
-
 
 
 def test_tutorial_nodeport_headless_and_externalname(

@@ -96,9 +96,7 @@ def attach_test_pod(lab: Lab, node_name: str, host_index: int) -> tuple[str, str
     ip4 = str(node.pod_cidr.network_address + host_index)
     ip6 = str(node.pod_cidr6.network_address + host_index)
     subprocess.run(["ip", "netns", "add", netns], check=True)
-    network.ip_batch(
-        [f"link add eth0 netns {netns} type veth peer name vtest{host_index}"], netns=node.netns
-    )
+    network.ip_batch([f"link add eth0 netns {netns} type veth peer name vtest{host_index}"], netns=node.netns)
     port = f"vtest{host_index}"
     network.ip_batch([f"link set {port} master cbr0", f"link set {port} up"], netns=node.netns)
     network.set_sysctls(netns, {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.eth0.accept_dad": "0"})
@@ -290,7 +288,8 @@ def test_fixture_cleans_up_after_a_failing_test(tmp_path: Path):
     """A test that fails (or errors) while holding a lab leaves nothing behind: the fixture's finally runs."""
     marker = tmp_path / "lab-state-root.txt"
     test_file = tmp_path / "test_inner_failure.py"
-    test_file.write_text(textwrap.dedent(f"""
+    test_file.write_text(
+        textwrap.dedent(f"""
         import pytest, subprocess
         from pathlib import Path
 
@@ -299,7 +298,8 @@ def test_fixture_cleans_up_after_a_failing_test(tmp_path: Path):
             Path({str(marker)!r}).write_text(lab.plan.prefix + " " + str(lab.paths.state_dir))
             subprocess.Popen(["ip", "netns", "exec", lab.plan.node("node1").netns, "sleep", "300"])
             assert False, "deliberate failure"
-    """))
+    """)
+    )
     plugin = "tests.lab.conftest"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", plugin, "-p", "no:cacheprovider",

@@ -72,8 +72,21 @@ def test_cli_runs_in_guest_with_cwd_and_env_and_propagates_a_failing_exit_code(t
     jobs.mkdir()
     script = 'echo "$ILBT_GREETING|$(pwd)|$(uname -r)|$IRONLB_IN_UML"; echo to-stderr >&2; exit 7'
     proc = subprocess.run(
-        [sys.executable, "-m", "lab.uml", "--timeout", "60", "--cwd", str(workdir),
-         "--env", "ILBT_GREETING=hello world", "--", "sh", "-c", script],
+        [
+            sys.executable,
+            "-m",
+            "lab.uml",
+            "--timeout",
+            "60",
+            "--cwd",
+            str(workdir),
+            "--env",
+            "ILBT_GREETING=hello world",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,

@@ -396,6 +396,7 @@ def test_numeric_pool_name_is_a_string_as_in_go() -> None:
     (pool,) = parse_configmap(cm(pool_yaml("[10.0.0.0/24]", name="2024")), CM)
     assert pool.name == "2024"
 
+
 CONFIGMAP = {
     "apiVersion": "v1",
     "kind": "ConfigMap",

@@ -140,8 +140,10 @@ def yaml_documents(draw: st.DrawFn) -> str:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.sampled_from(WORDS) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(WORDS) | st.text(max_size=4), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(WORDS) | st.text(max_size=4), children, max_size=4)
+    ),
     max_leaves=20,
 )
 ADDRESSES = [w for w in WORDS if w[:1].isdigit() or w[:1] in ":f"]

@@ -150,6 +150,12 @@ def test_node_object_and_status() -> None:
     assert later_ready["lastHeartbeatTime"] == "T2" and later_ready["lastTransitionTime"] == "T1"
     stopping = podspec.node_status("node1", [], later, "T3", {}, ready=False)
     assert {c["type"]: c for c in stopping["conditions"]}["Ready"]["lastTransitionTime"] == "T3"
+    # A condition the kubelet does not own (the network plugin's) survives its heartbeats.
+    unavailable = {"type": "NetworkUnavailable", "status": "True", "reason": "NoRouteCreated"}
+    marked = {**later, "conditions": [*later["conditions"], unavailable]}
+    again = podspec.node_status("node1", ["192.168.10.11"], marked, "T4", {})
+    assert {c["type"]: c for c in again["conditions"]}["NetworkUnavailable"] == unavailable
+    assert [c["type"] for c in again["conditions"]].count("Ready") == 1
 
 
 def test_parse_labels() -> None:

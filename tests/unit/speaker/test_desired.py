@@ -15,13 +15,13 @@ V6 = ipaddress.IPv6Address
 # A lab node: loopback, management, the segment, the pod bridge and a pod's veth on it.
 LAB = [
     Interface("lo", 1, "00:00:00:00:00:00", broadcast=False),
-    Interface("eth0", 2, "02:00:00:00:00:02", ipv6_link_local=True),
-    Interface("eth1", 3, "02:00:00:00:00:03", ipv6_link_local=True),
-    Interface("cbr0", 4, "02:00:00:00:00:04", ipv6_link_local=True),
-    Interface("ilbt1-0a1b2c3d", 5, "02:00:00:00:00:05", enslaved=True, ipv6_link_local=True),
+    Interface("eth0", 2, "02:00:00:00:00:02", link_local="fe80::2"),
+    Interface("eth1", 3, "02:00:00:00:00:03", link_local="fe80::3"),
+    Interface("cbr0", 4, "02:00:00:00:00:04", link_local="fe80::4"),
+    Interface("ilbt1-0a1b2c3d", 5, "02:00:00:00:00:05", enslaved=True, link_local="fe80::5"),
     Interface("veth9", 6, "02:00:00:00:00:06"),
     Interface("bond0", 7, "02:00:00:00:00:07"),  # no link-local: IPv4 only
-    Interface("eth2", 8, "02:00:00:00:00:08", up=False, ipv6_link_local=True),
+    Interface("eth2", 8, "02:00:00:00:00:08", up=False, link_local="fe80::8"),
 ]
 
 

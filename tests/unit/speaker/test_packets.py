@@ -37,7 +37,6 @@ OUR = "02:00:00:00:00:0b"
 CLIENT = "02:00:00:00:00:c8"
 VIP4 = ipaddress.IPv4Address("192.168.10.90")
 VIP6 = ipaddress.IPv6Address("fd00:10::90")
-LINK_LOCAL = ipaddress.IPv6Address("fe80::b")
 
 
 def arp_request(
@@ -95,10 +94,10 @@ def test_solicited_na_answers_the_solicitor(source: str) -> None:
     request = parse_ndp(ns(src=source))
     assert request is not None and request.type == 135 and request.target == VIP6.packed
     assert request.link_address == mac_bytes(CLIENT)
-    frame = NdpResponder(mac_bytes(OUR), LINK_LOCAL, VIP6).reply(request.eth_src, request.src)
+    frame = NdpResponder(mac_bytes(OUR), VIP6).reply(request.eth_src, request.src)
     packet = Ether(frame)
     assert (packet.dst, packet.src) == (CLIENT, OUR)
-    assert (packet[IPv6].src, packet[IPv6].dst, packet[IPv6].hlim) == (str(LINK_LOCAL), source, 255)
+    assert (packet[IPv6].src, packet[IPv6].dst, packet[IPv6].hlim) == (str(VIP6), source, 255)
     na = packet[ICMPv6ND_NA]
     assert (na.tgt, na.S, na.O, na.R) == (str(VIP6), 1, 1, 0)
     assert packet[ICMPv6NDOptDstLLAddr].lladdr == OUR
@@ -108,7 +107,7 @@ def test_solicited_na_answers_the_solicitor(source: str) -> None:
 def test_duplicate_detection_solicitation_is_answered_to_all_nodes() -> None:
     request = parse_ndp(ns(dad=True))
     assert request is not None and request.link_address is None
-    frame = NdpResponder(mac_bytes(OUR), LINK_LOCAL, VIP6).reply(request.eth_src, request.src)
+    frame = NdpResponder(mac_bytes(OUR), VIP6).reply(request.eth_src, request.src)
     packet = Ether(frame)
     assert (packet.dst, packet[IPv6].dst, packet[ICMPv6ND_NA].S, packet[ICMPv6ND_NA].O) == (
         "33:33:00:00:00:01", "ff02::1", 0, 1,
@@ -117,7 +116,7 @@ def test_duplicate_detection_solicitation_is_answered_to_all_nodes() -> None:
 
 
 def test_unsolicited_na_and_probe() -> None:
-    frame = unsolicited_na(mac_bytes(OUR), LINK_LOCAL, VIP6)
+    frame = unsolicited_na(mac_bytes(OUR), VIP6)
     packet = Ether(frame)
     assert (packet.dst, packet[IPv6].dst, packet[ICMPv6ND_NA].O, packet[ICMPv6ND_NA].S) == (
         "33:33:00:00:00:01", "ff02::1", 1, 0,
@@ -186,7 +185,7 @@ def test_filter_accepts_only_owned_arp_and_ndp() -> None:
     assert run(program, arp_request(target="192.168.10.91", sender=str(VIP4)))  # someone else claims it
     assert run(program, arp_request(), pkttype=bpf.PACKET_OUTGOING) == 0  # our own announcements
     assert run(program, ns())
-    assert run(program, bytes(Ether(unsolicited_na(mac_bytes(CLIENT), LINK_LOCAL, VIP6))))
+    assert run(program, bytes(Ether(unsolicited_na(mac_bytes(CLIENT), VIP6))))
     assert run(program, ns(target="fd00:10::91")) == 0
     assert run(program, bytes(Ether() / IPv6() / (b"x" * 80))) == 0
     nothing, _ = bpf.program_for([], [])

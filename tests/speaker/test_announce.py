@@ -1,0 +1,278 @@
+"""Announcing in the lab (root): the tutorial's Service answered by exactly one node, the one kubectl shows;
+IPv6 and dual-stack; shared IPs; the node filters; a pool that shrinks; conflicts; bad advertisements and
+interfaces that come and go."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.controller.helpers import apply, events, service, wait_event, wait_for, wait_ips
+from tests.lab.conftest import ns_run
+from tests.speaker.helpers import NODES, SpeakerLab, deployment
+from tests.tutorial import TUTORIAL_DIR
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
+
+DUAL_POOL = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: dual, namespace: metallb-system, labels: {family: dual}}
+spec:
+  addresses: [192.168.10.80-192.168.10.89, fd00:10::80-fd00:10::8f]
+  autoAssign: false
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: dual, namespace: metallb-system}
+spec:
+  ipAddressPoolSelectors: [{matchLabels: {family: dual}}]
+"""
+
+
+def test_tutorial_service_is_answered_by_exactly_the_node_kubectl_shows(speaker_lab: SpeakerLab) -> None:
+    kubectl = speaker_lab.kubectl
+    apply(kubectl, TUTORIAL_DIR / "metallb-config.yaml")
+    apply(kubectl, TUTORIAL_DIR / "nginx-metallb.yaml", namespace="default")
+    assert wait_ips(kubectl, "nginx-metallb", timeout=30) == ["192.168.10.90"]
+    nodes = wait_for("a ServiceL2Status", lambda: speaker_lab.status_nodes("nginx-metallb"), timeout=30)
+    assert len(nodes) == 1 and nodes[0] in NODES
+    macs = wait_for("an ARP answer", lambda: speaker_lab.arping("192.168.10.90"), timeout=20)
+    assert macs == [speaker_lab.mac(nodes[0])], speaker_lab.speaker_log()
+    # What kubectl shows, as MetalLB 0.14 shows it.
+    table = kubectl("get", "servicel2status", "-A").stdout.splitlines()
+    assert table[0].split() == [
+        "NAMESPACE",
+        "NAME",
+        "ALLOCATED",
+        "NODE",
+        "SERVICE",
+        "NAME",
+        "SERVICE",
+        "NAMESPACE",
+    ]
+    status = json.loads(kubectl("get", "servicel2status", "-A", "-o", "json").stdout)["items"][0]
+    assert status["status"] == {
+        "node": nodes[0],
+        "serviceName": "nginx-metallb",
+        "serviceNamespace": "default",
+        "interfaces": [{"name": "eth1"}],
+    }
+    assert status["metadata"]["name"].startswith("l2-")
+    event = wait_event(kubectl, "nginx-metallb", "nodeAssigned", timeout=10)
+    assert event["message"] == f'announcing from node "{nodes[0]}" with protocol "layer2"'
+    assert event["source"]["component"] == "metallb-speaker"
+    # The others never answer, and the owner counts what it did under MetalLB's metric names.
+    owner = speaker_lab.speakers[nodes[0]]
+
+    def counted() -> dict[str, float] | None:
+        samples = owner.metrics()
+        return samples if samples.get('metallb_layer2_responses_sent_total{ip="192.168.10.90"}') else None
+
+    samples = wait_for("owner metrics", counted)
+    assert samples['metallb_layer2_requests_received_total{ip="192.168.10.90"}'] >= 1
+    assert samples['metallb_layer2_gratuitous_sent_total{ip="192.168.10.90"}'] >= 1
+    labels = f'ip="192.168.10.90",node="{nodes[0]}",protocol="layer2",service="default/nginx-metallb"'
+    assert samples[f"metallb_speaker_announced{{{labels}}}"] == 1
+    for other in set(NODES) - {nodes[0]}:
+        assert (
+            not speaker_lab.speakers[other]
+            .metrics()
+            .get('metallb_layer2_responses_sent_total{ip="192.168.10.90"}')
+        )
+    # Never on an interface: the kernel of no node holds the IP.
+    for node in NODES:
+        assert "192.168.10.90" not in ns_run(speaker_lab.netns(node), "ip", "-o", "addr").stdout
+
+
+def one_mac(speaker_lab: SpeakerLab, ip: str, what: str = "", timeout: float = 20) -> str:
+    """Wait until exactly one MAC answers ARP (or NDP) for ``ip``; the node it belongs to."""
+    probe = speaker_lab.ndisc6 if ":" in ip else speaker_lab.arping
+
+    def single() -> list[str] | None:
+        macs = probe(ip)
+        return macs if len(macs) == 1 else None
+
+    return speaker_lab.node_of(wait_for(f"one answer for {ip} {what}", single, timeout)[0])
+
+
+def moved_away(speaker_lab: SpeakerLab, ip: str, *before: str) -> str:
+    """Wait until one node answers for ``ip`` and it is none of ``before``."""
+
+    def elsewhere() -> str | None:
+        owner = speaker_lab.owner_by_arp(ip)
+        return owner if owner is not None and owner not in before else None
+
+    return wait_for(f"{ip} to move away from {', '.join(before)}", elsewhere, timeout=20)
+
+
+def test_ipv6_and_dual_stack_service(speaker_lab: SpeakerLab) -> None:
+    kubectl = speaker_lab.kubectl
+    apply(kubectl, DUAL_POOL)
+    apply(kubectl, deployment("dual"))
+    annotations = {"metallb.io/loadBalancerIPs": "192.168.10.80,fd00:10::80"}
+    apply(
+        kubectl,
+        service(
+            "dual", annotations=annotations, ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv4", "IPv6"]
+        ),
+    )
+    assert sorted(wait_ips(kubectl, "dual", timeout=30)) == ["192.168.10.80", "fd00:10::80"]
+    v4_owner = one_mac(speaker_lab, "192.168.10.80")
+    v6_owner = one_mac(speaker_lab, "fd00:10::80")
+    # Keyed by IP: each family has its own owner, and kubectl shows every announcing node.
+    wait_for(
+        "statuses of both owners", lambda: speaker_lab.status_nodes("dual") == sorted({v4_owner, v6_owner})
+    )
+    wait_event(kubectl, "dual", "nodeAssigned")
+
+
+def test_two_services_sharing_an_ip_are_announced_by_one_node(speaker_lab: SpeakerLab) -> None:
+    kubectl = speaker_lab.kubectl
+    shared = {"metallb.io/allow-shared-ip": "web", "metallb.io/loadBalancerIPs": "192.168.10.99"}
+    apply(kubectl, deployment("share"))
+    for name, port in (("share-a", 80), ("share-b", 81)):
+        apply(kubectl, service(name, annotations=shared, ports=((port, "TCP"),), selector={"app": "share"}))
+    for name in ("share-a", "share-b"):
+        assert wait_ips(kubectl, name, timeout=30) == ["192.168.10.99"]
+    owner = one_mac(speaker_lab, "192.168.10.99")
+    for name in ("share-a", "share-b"):
+        speaker_lab.wait_status(name, [owner])
+        wait_event(kubectl, name, "nodeAssigned", contains=f'"{owner}"')
+
+
+def set_network_unavailable(speaker_lab: SpeakerLab, node: str, unavailable: bool) -> None:
+    kubectl = speaker_lab.kubectl
+    conditions = json.loads(kubectl("get", "node", node, "-o", "json").stdout)["status"]["conditions"]
+    conditions = [c for c in conditions if c["type"] != "NetworkUnavailable"]
+    reason = "NoRouteCreated" if unavailable else "RouteCreated"
+    status = "True" if unavailable else "False"
+    conditions.append({"type": "NetworkUnavailable", "status": status, "reason": reason, "message": "a test"})
+    patch = json.dumps({"status": {"conditions": conditions}})
+    kubectl("patch", "node", node, "--subresource=status", "--type=merge", "-p", patch)
+
+
+def test_exclude_label_and_network_unavailable_are_honoured(speaker_lab: SpeakerLab) -> None:
+    kubectl = speaker_lab.kubectl
+    label = "node.kubernetes.io/exclude-from-external-load-balancers"
+    apply(kubectl, deployment("filters"))
+    apply(kubectl, service("filters", annotations={"metallb.io/loadBalancerIPs": "192.168.10.97"}))
+    first = one_mac(speaker_lab, "192.168.10.97")
+    second = third = ""
+    try:
+        kubectl("label", "node", first, f"{label}=")
+        second = moved_away(speaker_lab, "192.168.10.97", first)
+        set_network_unavailable(speaker_lab, second, True)
+        third = moved_away(speaker_lab, "192.168.10.97", first, second)
+        assert speaker_lab.status_nodes("filters") == [third]
+    finally:
+        kubectl("label", "node", first, f"{label}-", check=False)
+        if second:
+            set_network_unavailable(speaker_lab, second, False)
+    assert one_mac(speaker_lab, "192.168.10.97", "after the filters are lifted") == first
+
+
+def test_an_ip_that_leaves_the_pool_stops_being_answered(speaker_lab: SpeakerLab) -> None:
+    kubectl = speaker_lab.kubectl
+    apply(kubectl, deployment("shrink"))
+    apply(kubectl, service("shrink", annotations={"metallb.io/loadBalancerIPs": "192.168.10.98"}))
+    assert wait_ips(kubectl, "shrink", timeout=30) == ["192.168.10.98"]
+    one_mac(speaker_lab, "192.168.10.98")
+    smaller = (TUTORIAL_DIR / "metallb-config.yaml").read_text().replace("192.168.10.100", "192.168.10.97")
+    try:
+        apply(kubectl, smaller)
+        wait_for("no answer for the IP out of the pool", lambda: speaker_lab.arping("192.168.10.98") == [])
+        assert len(speaker_lab.arping("192.168.10.90")) == 1, "the rest of the pool is still announced"
+    finally:
+        apply(kubectl, TUTORIAL_DIR / "metallb-config.yaml")
+        kubectl("delete", "service", "shrink", check=False)
+
+
+def test_another_host_answering_for_a_pool_ip_is_a_warning(speaker_lab: SpeakerLab) -> None:
+    kubectl = speaker_lab.kubectl
+    client_mac = json.loads(ns_run(speaker_lab.client, "ip", "-j", "link", "show", "eth1").stdout)[0][
+        "address"
+    ]
+    # Someone configured a pool address by hand on a host of the segment: its kernel answers ARP for it.
+    ns_run(speaker_lab.client, "ip", "addr", "add", "192.168.10.96/32", "dev", "eth1", check=True)
+    try:
+        apply(kubectl, deployment("clash"))
+        apply(kubectl, service("clash", annotations={"metallb.io/loadBalancerIPs": "192.168.10.96"}))
+        event = wait_event(kubectl, "clash", "IPConflict", timeout=30)
+        assert event["type"] == "Warning" and client_mac in event["message"], event
+        owner = wait_for("clash status", lambda: speaker_lab.status_nodes("clash"))[0]
+        samples = speaker_lab.speakers[owner].metrics()
+        assert samples['ironlb_layer2_address_conflicts_total{interface="eth1",ip="192.168.10.96"}'] >= 1
+        # The pool owner decided: the speaker goes on announcing (the log says so).
+        assert "event=ip_conflict ip=192.168.10.96" in speaker_lab.speakers[owner].log()
+        assert speaker_lab.speakers[owner].metrics()[
+            'metallb_layer2_gratuitous_sent_total{ip="192.168.10.96"}'
+        ]
+    finally:
+        ns_run(speaker_lab.client, "ip", "addr", "del", "192.168.10.96/32", "dev", "eth1")
+
+
+EXTRA_POOL = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: extra, namespace: metallb-system}
+spec:
+  addresses: [192.168.10.70-192.168.10.79]
+  autoAssign: false
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: extra, namespace: metallb-system}
+spec:
+  ipAddressPools: [extra]
+  interfaces: [eth1, eth9, lan2]
+"""
+
+BROKEN = """
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: broken, namespace: metallb-system}
+spec:
+  ipAddressPools: [extra]
+  nodeSelectors: [{matchExpressions: [{key: kubernetes.io/hostname, operator: Bogus}]}]
+"""
+
+
+def test_bad_advertisements_and_interfaces_that_come_and_go(speaker_lab: SpeakerLab) -> None:
+    kubectl = speaker_lab.kubectl
+    apply(kubectl, EXTRA_POOL)
+    apply(kubectl, deployment("extra"))
+    apply(kubectl, service("extra", annotations={"metallb.io/address-pool": "extra"}))
+    ip = wait_ips(kubectl, "extra", timeout=30)[0]
+    owner = one_mac(speaker_lab, ip)
+    # eth9 exists nowhere: a Warning on the L2Advertisement from the owner, announced on eth1 all the same.
+    warning = wait_event(kubectl, "extra", "InterfaceNotFound", namespace="metallb-system", contains="eth9")
+    assert warning["type"] == "Warning" and f"node {owner!r}" in warning["message"]
+    assert "event=problem kind=L2Advertisement" in speaker_lab.speakers[owner].log()
+    # A second interface appears on the owner: the IP is announced there too. It goes: a log line, no crash.
+    netns = speaker_lab.netns(owner)
+    ns_run(netns, "ip", "link", "add", "lan2", "type", "veth", "peer", "name", "lan2p", check=True)
+    try:
+        ns_run(netns, "ip", "link", "set", "lan2p", "up", check=True)
+        ns_run(netns, "ip", "link", "set", "lan2", "up", check=True)
+        jsonpath = "jsonpath={.items[*].status.interfaces[*].name}"
+        listed = lambda: "lan2" in kubectl("get", "servicel2status", "-A", "-o", jsonpath).stdout  # noqa: E731
+        wait_for("the status to list lan2", listed)
+    finally:
+        ns_run(netns, "ip", "link", "del", "lan2")
+    wait_for("removal noticed", lambda: "removed=lan2" in speaker_lab.speakers[owner].log(), timeout=10)
+    assert speaker_lab.speakers[owner].alive()
+    assert one_mac(speaker_lab, ip, "after lan2 went away") == owner
+    # A bad selector: a Warning and a log line from the speakers; every other advertisement keeps working.
+    apply(kubectl, BROKEN)
+    try:
+        event = wait_event(kubectl, "broken", "InvalidConfig", namespace="metallb-system", contains="Bogus")
+        assert event["source"]["component"] == "metallb-speaker"
+        assert "event=invalid_l2advertisement" in speaker_lab.speakers[owner].log()
+        assert one_mac(speaker_lab, ip, "with a broken advertisement around") == owner
+        assert len(speaker_lab.arping("192.168.10.90")) == 1
+        assert all(s.alive() for s in speaker_lab.speakers.values())
+    finally:
+        kubectl("delete", "l2advertisement", "broken", "-n", "metallb-system", check=False)
+    assert not events(kubectl, "extra", reason="announceFailed")
