@@ -179,6 +179,12 @@ class Allocator:
         for ip, keys in self._holders.items():
             if not keys or any(ip not in self._assignments[k].ips for k in keys if k in self._assignments):
                 problems.append(f"{ip}: stale holders {sorted(keys)}")
+            holders = sorted(k for k in keys if k in self._requests)
+            for i, one in enumerate(holders):
+                for other in holders[i + 1 :]:
+                    problem = _sharing_problem(self._requests[one], self._requests[other])
+                    if problem is not None:
+                        problems.append(f"{ip}: held by {one} and {other}, who may not share: {problem}")
         for name, state in self._pools.items():
             for version, free in state.free.items():
                 in_pool = held.get(name, {}).get(version, set())
@@ -318,6 +324,25 @@ class Allocator:
             return None
         self.release(request.key)
         return self._occupy(request, outcome[0], outcome[1])
+
+    def hold(self, request: ServiceRequest, ips: Sequence[IPAddress]) -> Assignment | None:
+        """Take ``ips`` (from the Service's status, at controller start) for the request's key without asking
+        whether the request wants them (its families, requested IPs, address-pool, serviceAllocation): only
+        that they are one per family, in one pool, and free or shareable under the request's sharing rules.
+        None otherwise. Pair with holding_request(): an IP a Service shows is then never given to another
+        Service, whatever its request says now; assign() with its real request later moves it."""
+        versions = [ip.version for ip in ips]
+        if not ips or len(set(versions)) != len(versions):
+            return None
+        pools = {self.pool_for(ip) for ip in ips}
+        if len(pools) != 1 or None in pools:
+            return None
+        (pool,) = pools
+        assert pool is not None
+        if any(self._conflict(request, ip) is not None for ip in ips):
+            return None
+        self.release(request.key)
+        return self._occupy(request, pool.name, tuple(ips))
 
     # ------------------------------------------------------------------------------------------- decisions
 

@@ -24,25 +24,24 @@ import aiohttp
 import kopf
 
 from common.config import ConfigProblem, rebuild_config
-from common.errors import RequestError
 from common.events import event_body
 from common.pools import Config
-from common.services import (
-    POOL_ANNOTATION_OUT,
-    PREFIXES,
-    assigned_ips,
-    is_handled,
-    project_service,
-    service_key,
-)
+from common.services import POOL_ANNOTATION_OUT, PREFIXES, project_service
 from controller import metrics
 from controller.allocator import Allocator, Assignment
 from controller.health import Health
 from controller.informer import Informer
 from controller.kube import JSON, ApiError, KubeClient, WatchExpired, bearer_token, rv_newer_or_equal
 from controller.leader import LeaderElector
-from controller.reconcile import UNCHANGED, Event, IPAddress, pool_status, reconcile_service
-from controller.requests import parse_service
+from controller.reconcile import (
+    UNCHANGED,
+    Event,
+    IPAddress,
+    creation_order,
+    pool_status,
+    reconcile_service,
+    restore_assignments,
+)
 
 log = logging.getLogger("controller")
 
@@ -85,11 +84,6 @@ def _request_revision(service: Mapping[str, Any]) -> tuple[Any, ...]:
         if name.startswith(PREFIXES) and name != POOL_ANNOTATION_OUT
     )
     return metadata.get("generation"), tuple(ours)
-
-
-def _creation_order(service: Mapping[str, Any]) -> tuple[str, str]:
-    metadata = service.get("metadata") or {}
-    return str(metadata.get("creationTimestamp") or ""), service_key(service)
 
 
 class RetryForever:
@@ -276,32 +270,26 @@ class Controller:
             await asyncio.sleep(1)
 
     def _restore(self) -> None:
-        """Adopt the IPs Services already show, oldest Service first, before anything new is assigned."""
-        adopted = refused = 0
-        for service in sorted(self.services.values(), key=_creation_order):
-            key = service_key(service)
-            ips = assigned_ips(service)
-            if not ips or not is_handled(service, self.options.load_balancer_class):
-                continue
-            namespace = str((service.get("metadata") or {}).get("namespace") or "")
-            if namespace not in self.namespace_labels:
-                continue  # decided when its namespace can be read (fail closed)
-            try:
-                request = parse_service(service, self.namespace_labels[namespace])
-            except RequestError as e:
-                log.warning("event=restore_skipped service=%s error=%r", key, str(e))
-                refused += 1
-                continue
-            assignment = self.allocator.restore(request, ips)
-            if assignment is None:
-                refused += 1
-                log.warning("event=restore_refused service=%s ips=%s", key, ",".join(map(str, ips)))
-            else:
-                self.assignments[key] = assignment
-                adopted += 1
+        """Put the IPs Services already show back into the allocator before anything new is assigned."""
+        report = restore_assignments(
+            self.allocator, self.services.values(), self.namespace_labels, self.options.load_balancer_class
+        )
+        for restored in report:
+            ips = ",".join(map(str, restored.ips))
+            assignment = self.allocator.assignment(restored.key)
+            if restored.held and assignment is not None:
+                self.assignments[restored.key] = assignment
+            if not restored.exact:
+                # Held (or not) until its reconciliation moves or clears it.
+                log.warning(
+                    "event=restore_held service=%s ips=%s held=%s reason=%r",
+                    restored.key, ips, str(restored.held).lower(), restored.reason,
+                )  # fmt: skip
         self.restored = True
-        log.info("event=restored adopted=%d refused=%d", adopted, refused)
-        for key in sorted(self.services, key=lambda k: _creation_order(self.services[k])):
+        adopted = sum(1 for r in report if r.exact)
+        held = sum(1 for r in report if r.held and not r.exact)
+        log.info("event=restored adopted=%d held=%d refused=%d", adopted, held, len(report) - adopted - held)
+        for key in sorted(self.services, key=lambda k: creation_order(self.services[k])):
             self.enqueue(key)
         self._stats_changed.set()
 

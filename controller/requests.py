@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from common.addresses import parse_ip
 from common.errors import RequestError
 from common.pools import IPAddress
 from common.services import PREFIXES
 
-__all__ = ["RequestError", "ServiceRequest", "families_of", "parse_service"]
+__all__ = [
+    "FamilyMismatch",
+    "RequestError",
+    "ServiceRequest",
+    "families_of",
+    "holding_request",
+    "parse_service",
+]
 
 _FAMILY_NAMES = {"IPv4": 4, "IPv6": 6}
 _POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
@@ -31,6 +38,12 @@ class ServiceRequest:
     selector: tuple[tuple[str, str], ...]
     families: tuple[int, ...]  # IP versions wanted, in order: (4,), (6,), (4, 6) or (6, 4)
     require_all_families: bool  # RequireDualStack: all or nothing; otherwise as many as possible
+
+
+class FamilyMismatch(RequestError):
+    """Well-formed requested IPs of a family the Service does not have. Unlike a malformed request (the
+    current IP stays until it is fixed), this one cannot be met: MetalLB clears the IP and reports
+    AllocationFailed."""
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -70,16 +83,23 @@ def _normalise(suffix: str, value: str) -> object:
     return value
 
 
+def _parse_requested_ip(text: str, field: str) -> IPAddress:
+    try:
+        return parse_ip(text)
+    except ValueError as exc:
+        problem = str(exc)
+    if problem == "not an IP address":
+        raise RequestError(field, f'"{text}" is not an IP address')
+    raise RequestError(field, f'"{text}": {problem}')
+
+
 def _parse_ip_list(value: str, field: str) -> tuple[IPAddress, ...]:
     ips: list[IPAddress] = []
     for item in value.split(","):
         text = item.strip()
         if not text:
             raise RequestError(field, f'empty entry in "{value}"')
-        try:
-            ip = ipaddress.ip_address(text)
-        except ValueError:
-            raise RequestError(field, f'"{text}" is not an IP address') from None
+        ip = _parse_requested_ip(text, field)
         if any(existing.version == ip.version for existing in ips):
             raise RequestError(field, f'"{value}": at most one IPv4 and one IPv6 address')
         ips.append(ip)
@@ -171,10 +191,7 @@ def parse_service(service: Mapping[str, Any], namespace_labels: Mapping[str, str
     if spec_ip is not None and not isinstance(spec_ip, str):
         raise RequestError("spec.loadBalancerIP", f"must be a string, got {spec_ip!r}")
     if spec_ip and spec_ip.strip():
-        try:
-            single = ipaddress.ip_address(spec_ip.strip())
-        except ValueError:
-            raise RequestError("spec.loadBalancerIP", f'"{spec_ip}" is not an IP address') from None
+        single = _parse_requested_ip(spec_ip.strip(), "spec.loadBalancerIP")
         if ips_annotation is not None and requested != (single,):
             raise RequestError(
                 "spec.loadBalancerIP",
@@ -187,7 +204,7 @@ def parse_service(service: Mapping[str, Any], namespace_labels: Mapping[str, str
         wanted = {ip.version for ip in requested}
         if not wanted <= set(families) or ((require_all or explicit_dual) and wanted != set(families)):
             names = "/".join(f"IPv{v}" for v in families)
-            raise RequestError(
+            raise FamilyMismatch(
                 requested_field,
                 f"requested {', '.join(str(ip) for ip in requested)} does not match the Service's "
                 f"IP families {names}",
@@ -216,4 +233,50 @@ def parse_service(service: Mapping[str, Any], namespace_labels: Mapping[str, str
         selector=_string_map(spec.get("selector"), "spec.selector"),
         families=families,
         require_all_families=require_all,
+    )
+
+
+def holding_request(
+    service: Mapping[str, Any], namespace_labels: Mapping[str, str], ips: Sequence[IPAddress]
+) -> ServiceRequest:
+    """What a Service that shows ``ips`` in its status holds them under at start-up when its own request
+    cannot be used (malformed, or asking for something else): exactly those IPs, no pool or IP constraint,
+    and the sharing rules as far as they can be read. Never raises.
+
+    Like MetalLB, which puts an IP in status back into its allocator before it looks at the request, so that
+    the IP is never handed to another Service; reconciling the Service afterwards moves or clears it. Sharing
+    needs a readable sharing key, ports and traffic policy; otherwise the IPs are held unshared.
+    """
+    metadata = _mapping(service.get("metadata"))
+    spec = _mapping(service.get("spec"))
+    namespace = metadata.get("namespace") or "default"
+    annotations = _mapping(metadata.get("annotations"))
+    sharing_key: str | None
+    try:
+        sharing = _annotation(annotations, "allow-shared-ip")
+        ports = _parse_ports(spec)
+        selector = _string_map(spec.get("selector"), "spec.selector")
+        sharing_key = sharing[1] if sharing else None
+    except RequestError:
+        sharing_key, ports, selector = None, (), ()
+    policy = spec.get("externalTrafficPolicy") or "Cluster"
+    if policy not in ("Cluster", "Local"):
+        sharing_key, policy = None, "Cluster"
+    try:
+        labels = _string_map(metadata.get("labels"), "metadata.labels")
+    except RequestError:
+        labels = ()
+    return ServiceRequest(
+        key=f"{namespace}/{metadata.get('name') or ''}",
+        namespace=namespace,
+        labels=labels,
+        namespace_labels=tuple(sorted(namespace_labels.items())),
+        requested_ips=(),
+        pool=None,
+        sharing_key=sharing_key,
+        ports=ports,
+        external_traffic_policy=policy,
+        selector=selector,
+        families=families_of(ips),
+        require_all_families=False,
     )

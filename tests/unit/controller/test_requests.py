@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from common.errors import RequestError
-from controller.requests import parse_service
+from controller.requests import FamilyMismatch, holding_request, parse_service
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -202,3 +202,47 @@ def test_ports_etp_selector() -> None:
     assert request.ports == ((53, "UDP"), (53, "TCP"))
     assert request.external_traffic_policy == "Local"
     assert request.selector == (("a", "1"), ("b", "2"))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2001:db8::3%eth0", '"2001:db8::3%eth0": zone "%eth0" is not allowed'),
+        ("10.0.0.1,2001:db8::3%eth1", 'zone "%eth1" is not allowed'),
+        ("::ffff:10.0.0.1", '"::ffff:10.0.0.1": IPv4-mapped IPv6 addresses are not allowed'),
+    ],
+)
+def test_addresses_the_api_server_rejects_are_malformed_requests(value: str, expected: str) -> None:
+    message = request_error(service({"metallb.io/loadBalancerIPs": value}, ipFamilyPolicy="PreferDualStack"))
+    assert message.startswith("metadata.annotations[metallb.io/loadBalancerIPs]: ") and expected in message
+    message = request_error(service(loadBalancerIP=value.split(",")[-1], ipFamilyPolicy="PreferDualStack"))
+    assert message.startswith("spec.loadBalancerIP: ") and expected.split(": ", 1)[-1] in message
+
+
+def test_wrong_family_is_a_well_formed_request_that_cannot_be_met() -> None:
+    with pytest.raises(FamilyMismatch) as info:
+        parse_service(service({"metallb.io/loadBalancerIPs": "2001:db8:2::e"}, ipFamilies=["IPv4"]), {})
+    field = "metadata.annotations[metallb.io/loadBalancerIPs]"
+    assert str(info.value).startswith(f"{field}: requested 2001:db8:2::e")
+    with pytest.raises(RequestError) as malformed:
+        parse_service(service({"metallb.io/loadBalancerIPs": "not-an-ip"}), {})
+    assert not isinstance(malformed.value, FamilyMismatch)
+
+
+def test_holding_request_reads_what_it_can() -> None:
+    ips = (V4("10.0.0.1"), V6("fd00::1"))
+    body = service(
+        {
+            "metallb.io/loadBalancerIPs": "nope",
+            "metallb.io/allow-shared-ip": "k",
+            "metallb.io/address-pool": "p",
+        },
+        ports=[{"port": 80}],
+        selector={"app": "web"},
+    )
+    held = holding_request(body, {"team": "a"}, ips)
+    assert (held.key, held.families, held.requested_ips, held.pool) == ("shop/web", (4, 6), (), None)
+    assert (held.sharing_key, held.ports, held.selector) == ("k", ((80, "TCP"),), (("app", "web"),))
+    # Sharing needs the ports: without them the IP is held unshared.
+    bad_ports = service({"metallb.io/allow-shared-ip": "k"}, ports=[{"port": "eighty"}])
+    assert holding_request(bad_ports, {}, ips[:1]).sharing_key is None
