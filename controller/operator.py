@@ -288,7 +288,7 @@ class Controller:
         self.restored = True
         adopted = sum(1 for r in report if r.exact)
         held = sum(1 for r in report if r.held and not r.exact)
-        log.info("event=restored adopted=%d held=%d refused=%d", adopted, held, len(report) - adopted - held)
+        log.info("event=restored adopted=%d refused=%d held=%d", adopted, len(report) - adopted - held, held)
         for key in sorted(self.services, key=lambda k: creation_order(self.services[k])):
             self.enqueue(key)
         self._stats_changed.set()

@@ -195,10 +195,10 @@ def restore_assignments(
     first, so that none of them is handed to another Service.
 
     A Service whose request is valid and met by its IPs adopts them as they are. Any other Service (malformed
-    request, one its IPs no longer meet, or in a namespace not in ``namespace_labels``) still holds them, under holding_request(), until it is reconciled:
-    the IPs are only given up once its status has been moved or cleared. Not held: IPs outside every pool
-    (no one can be given them), IPs an older Service holds and may not share, and the second of a dual-stack
-    pair whose IPs now lie in two pools.
+    request, one its IPs no longer meet, or in a namespace not in ``namespace_labels``) still holds them,
+    under holding_request(), until it is reconciled: the IPs are only given up once its status has been
+    moved or cleared. Not held: IPs outside every pool (no one can be given them), IPs an older Service holds
+    and may not share, and the second of a dual-stack pair whose IPs now lie in two pools.
     """
     report = []
     for service in sorted(services, key=creation_order):
