@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import base64
 import copy
+import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from lab.apiserver.errors import Cause
+from lab.apiserver.errors import ApiError, Cause
 from lab.apiserver.services import ServiceRegistry
 from lab.apiserver.validation import (
+    IPAddress,
+    check_dns1123_label,
+    check_dns1123_subdomain,
     check_label_map,
     duplicate,
+    forbidden,
     go_value,
     invalid,
+    micro_time_error,
     not_supported,
-    parse_ip,
+    parse_ip_sloppy,
     raise_invalid,
     required,
 )
@@ -28,6 +34,7 @@ from lab.apiserver.validation import (
 Obj = dict[str, Any]
 
 ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
+CIDR_INVALID_MSG = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
 
 
 class Admission:
@@ -105,6 +112,7 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
     spec.setdefault("terminationGracePeriodSeconds", 30)
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
     for field in ("initContainers", "containers"):
         for container in spec.get(field) or []:
             if isinstance(container, dict):
@@ -164,6 +172,63 @@ def _validate_pod_spec(path: str, spec: dict[str, Any]) -> list[Cause]:
     if policy not in ("Always", "OnFailure", "Never"):
         causes.append(not_supported(f"{path}.restartPolicy", policy, ("Always", "Never", "OnFailure")))
     return causes
+
+
+SERVICE_ACCOUNT_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def mount_service_account_token(spec: dict[str, Any], suffix: str) -> None:
+    """What the ServiceAccount admission plugin adds to a new pod whose token is automounted
+    (plugin/pkg/admission/serviceaccount/admission.go, mountServiceAccountToken and TokenVolumeSource):
+    a projected `kube-api-access-<suffix>` volume, mounted read-only at the token path in every container
+    that has nothing mounted there yet."""
+    volumes = spec.get("volumes")
+    if not isinstance(volumes, list):
+        volumes = []
+    names = [str(v.get("name", "")) for v in volumes if isinstance(v, dict)]
+    existing = next((n for n in names if n.startswith("kube-api-access-")), None)
+    volume_name = existing or f"kube-api-access-{suffix}"
+    needs_volume = False
+    for field in ("initContainers", "containers"):
+        for container in spec.get(field) or []:
+            if not isinstance(container, dict):
+                continue
+            mounts = container.get("volumeMounts")
+            if not isinstance(mounts, list):
+                mounts = container["volumeMounts"] = []
+            if any(isinstance(m, dict) and m.get("mountPath") == SERVICE_ACCOUNT_TOKEN_PATH for m in mounts):
+                continue
+            mounts.append({"name": volume_name, "readOnly": True, "mountPath": SERVICE_ACCOUNT_TOKEN_PATH})
+            needs_volume = True
+    if existing is None and needs_volume:
+        volumes.append(
+            {
+                "name": volume_name,
+                "projected": {
+                    "defaultMode": 420,
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {
+                            "configMap": {
+                                "name": "kube-root-ca.crt",
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                            }
+                        },
+                        {
+                            "downwardAPI": {
+                                "items": [
+                                    {
+                                        "path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                    }
+                                ]
+                            }
+                        },
+                    ],
+                },
+            }
+        )
+        spec["volumes"] = volumes
 
 
 def _pod(obj: Obj, old: Obj | None) -> None:
@@ -322,14 +387,14 @@ def _secret(obj: Obj, old: Obj | None) -> None:
 
 
 def _endpointslice(obj: Obj, old: Obj | None) -> None:
+    """SetDefaults_EndpointPort (pkg/apis/discovery/v1/defaults.go) and ValidateEndpointSlice
+    (pkg/apis/discovery/validation/validation.go), causes in the real order."""
     causes: list[Cause] = []
     address_type = obj.get("addressType")
     if not address_type:
         causes.append(required("addressType"))
     elif address_type not in ADDRESS_TYPES:
         causes.append(not_supported("addressType", address_type, ADDRESS_TYPES))
-    elif old is not None and old.get("addressType") != address_type:
-        causes.append(Cause("addressType", f"Invalid value: {go_value(address_type)}: field is immutable"))
     endpoints = obj.get("endpoints")
     if endpoints is None:
         obj["endpoints"] = endpoints = []
@@ -338,25 +403,73 @@ def _endpointslice(obj: Obj, old: Obj | None) -> None:
         if not isinstance(endpoint, dict):
             causes.append(invalid(path, endpoint, "must be an object"))
             continue
+        # EndpointConditions is a struct, not a pointer: it is always serialized.
+        if not isinstance(endpoint.get("conditions"), dict):
+            endpoint["conditions"] = {}
         addresses = endpoint.get("addresses")
         if not addresses:
             causes.append(required(f"{path}.addresses", "must contain at least 1 address"))
-            continue
-        for j, address in enumerate(addresses):
-            ip = parse_ip(address)
-            if address_type == "IPv4" and (ip is None or ip.version != 4):
-                causes.append(invalid(f"{path}.addresses[{j}]", address, "must be a valid IPv4 address"))
-            elif address_type == "IPv6" and (ip is None or ip.version != 6):
-                causes.append(invalid(f"{path}.addresses[{j}]", address, "must be a valid IPv6 address"))
+        for j, address in enumerate(addresses if isinstance(addresses, list) else []):
+            causes += _endpoint_address(f"{path}.addresses[{j}]", address_type, address)
+        node_name = endpoint.get("nodeName")
+        if node_name is not None:
+            causes += check_dns1123_subdomain(f"{path}.nodeName", str(node_name))
+        hostname = endpoint.get("hostname")
+        if hostname is not None:
+            causes += check_dns1123_label(f"{path}.hostname", str(hostname))
+    names: set[str] = set()
     for i, port in enumerate(obj.get("ports") or []):
-        if isinstance(port, dict):
-            port.setdefault("protocol", "TCP")
-            if port["protocol"] not in ("TCP", "UDP", "SCTP"):
-                causes.append(not_supported(f"ports[{i}].protocol", port["protocol"], ("SCTP", "TCP", "UDP")))
-            number = port.get("port")
-            if number is not None and (not isinstance(number, int) or not 1 <= number <= 65535):
-                causes.append(invalid(f"ports[{i}].port", number, "must be between 1 and 65535, inclusive"))
+        if not isinstance(port, dict):
+            continue
+        port.setdefault("name", "")
+        port.setdefault("protocol", "TCP")
+        name = str(port["name"])
+        if name:
+            causes += check_dns1123_label(f"ports[{i}].name", name)
+        if name in names:
+            causes.append(duplicate(f"ports[{i}].name", name))
+        names.add(name)
+        if port["protocol"] not in ("TCP", "UDP", "SCTP"):
+            causes.append(not_supported(f"ports[{i}].protocol", port["protocol"], ("SCTP", "TCP", "UDP")))
+        # The port number itself is not validated: 0 (and a missing port) are accepted.
+    if old is not None and address_type and old.get("addressType") != address_type:
+        causes.append(Cause("addressType", f"Invalid value: {go_value(address_type)}: field is immutable"))
     raise_invalid("EndpointSlice", "discovery.k8s.io", _name(obj), causes)
+
+
+def _endpoint_address(path: str, address_type: Any, address: Any) -> list[Cause]:
+    """IsValidIPv4Address / IsValidIPv6Address, then ValidateEndpointIP (pkg/apis/core/validation)."""
+    if address_type not in ("IPv4", "IPv6"):
+        return []
+    ip, _ = parse_ip_sloppy(address)
+    v4 = ip is not None and (ip.version == 4 or getattr(ip, "ipv4_mapped", None) is not None)
+    causes: list[Cause] = []
+    if address_type == "IPv4" and not v4:
+        causes.append(invalid(path, address, "must be a valid IPv4 address"))
+    if address_type == "IPv6" and (ip is None or v4):
+        causes.append(invalid(path, address, "must be a valid IPv6 address"))
+    if ip is None:
+        return [*causes, invalid(path, address, "must be a valid IP address")]
+    if ip.is_unspecified:
+        causes.append(invalid(path, address, f"may not be unspecified ({address})"))
+    if ip.is_loopback:
+        causes.append(invalid(path, address, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
+    if ip.is_link_local:
+        causes.append(
+            invalid(path, address, "may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+        )
+    if _link_local_multicast(ip):
+        causes.append(
+            invalid(path, address, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
+        )
+    return causes
+
+
+def _link_local_multicast(ip: IPAddress) -> bool:
+    # Go's IP.IsLinkLocalMulticast: 224.0.0.0/24 and ff02::/16.
+    if ip.version == 4:
+        return ip in ipaddress.ip_network("224.0.0.0/24")
+    return ip in ipaddress.ip_network("ff02::/16")
 
 
 def _endpoints(obj: Obj, old: Obj | None) -> None:
@@ -367,6 +480,60 @@ def _endpoints(obj: Obj, old: Obj | None) -> None:
                     port.setdefault("protocol", "TCP")
 
 
+def _node(obj: Obj, old: Obj | None) -> None:
+    """v1 NodeSpec conversion (pkg/apis/core/v1/conversion.go): podCIDRs is the primary field, podCIDR its
+    first entry, and a node that only sets podCIDR gets podCIDRs = [podCIDR]. ValidateNode/ValidateNodeUpdate
+    (pkg/apis/core/validation/validation.go): valid CIDRs, one per family, and no change once set."""
+    spec = _spec(obj)
+    cidrs = spec.get("podCIDRs")
+    if not cidrs and spec.get("podCIDR"):
+        cidrs = spec["podCIDRs"] = [spec["podCIDR"]]
+    if not cidrs:
+        spec.pop("podCIDRs", None)
+        return
+    if isinstance(cidrs, list) and cidrs:
+        spec["podCIDR"] = cidrs[0]
+    causes: list[Cause] = []
+    families: set[int] = set()
+    for i, cidr in enumerate(cidrs if isinstance(cidrs, list) else []):
+        path = f"spec.podCIDRs[{i}]"
+        try:
+            network = ipaddress.ip_network(str(cidr), strict=True)
+        except ValueError:
+            causes.append(invalid(path, cidr, CIDR_INVALID_MSG))
+            continue
+        families.add(network.version)
+    if isinstance(cidrs, list) and len(cidrs) > 2:
+        causes.append(invalid("spec.podCIDRs", cidrs, "may specify no more than two CIDRs"))
+    elif isinstance(cidrs, list) and len(cidrs) == 2 and not causes and len(families) != 2:
+        causes.append(invalid("spec.podCIDRs", cidrs, "may specify no more than one CIDR for each IP family"))
+    old_cidrs = ((old or {}).get("spec") or {}).get("podCIDRs") or []
+    if old_cidrs and old_cidrs != cidrs:
+        message = 'node updates may not change podCIDR except from "" to valid'
+        causes.append(forbidden("spec.podCIDRs", message))
+    raise_invalid("Node", "", _name(obj), causes)
+
+
+def _lease(obj: Obj, old: Obj | None) -> None:
+    """A Lease's MicroTimes must decode (400, as the real JSON decoder answers) and ValidateLeaseSpec
+    (pkg/apis/coordination/validation/validation.go) holds."""
+    spec = obj.get("spec") or {}
+    for field in ("acquireTime", "renewTime"):
+        value = spec.get(field)
+        problem = micro_time_error(value) if isinstance(value, str) else None
+        if problem is not None:
+            message = f'Lease in version "v1" cannot be handled as a Lease: {problem}'
+            raise ApiError(400, "BadRequest", message)
+    causes: list[Cause] = []
+    duration = spec.get("leaseDurationSeconds")
+    if isinstance(duration, int) and duration <= 0:
+        causes.append(invalid("spec.leaseDurationSeconds", duration, "must be greater than 0"))
+    transitions = spec.get("leaseTransitions")
+    if isinstance(transitions, int) and transitions < 0:
+        causes.append(invalid("spec.leaseTransitions", transitions, "must be greater than or equal to 0"))
+    raise_invalid("Lease", "coordination.k8s.io", _name(obj), causes)
+
+
 _CREATE = {
     ("", "pods"): _pod,
     ("apps", "deployments"): _deployment,
@@ -375,4 +542,6 @@ _CREATE = {
     ("", "secrets"): _secret,
     ("", "endpoints"): _endpoints,
     ("discovery.k8s.io", "endpointslices"): _endpointslice,
+    ("coordination.k8s.io", "leases"): _lease,
+    ("", "nodes"): _node,
 }

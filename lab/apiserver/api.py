@@ -6,6 +6,7 @@ collection, dry runs and CustomResourceDefinitions. Raises ApiError; returns pla
 from __future__ import annotations
 
 import base64
+import contextvars
 import copy
 import datetime
 import json
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from common.selectors import Requirement
 from lab.apiserver import crdvalidation, errors, validation
+from lab.apiserver.admission import mount_service_account_token
 from lab.apiserver.errors import ApiError, Cause
 from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, Registry, ResourceType
 from lab.apiserver.selectors import FieldRequirement, fields_match, labels_match
@@ -25,7 +27,12 @@ from lab.apiserver.store import Event, Key, Obj, Store
 log = logging.getLogger("ironlb.apiserver")
 
 GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# The Warning headers of the request being served: each request runs in its own asyncio task, hence its own
+# context, so concurrent requests never share the list.
+WARNINGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("warnings", default=None)
 SYSTEM_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"]
+POD_KEY = ("", "pods")
+SERVICE_ACCOUNT_KEY = ("", "serviceaccounts")
 IMMORTAL_NAMESPACES = {"default", "kube-system", "kube-public"}  # the real NamespaceLifecycle plugin refuses
 
 
@@ -102,6 +109,9 @@ class Api:
         for name in SYSTEM_NAMESPACES:
             if self.store.get(NAMESPACE_KEY, "", name) is None:
                 self.create(ns_rt, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        for ns in self.store.list_objects(NAMESPACE_KEY):
+            if not ns["metadata"].get("deletionTimestamp"):
+                self._ensure_default_service_account(ns["metadata"]["name"])
         if self.store.get(("", "services"), "default", "kubernetes") is None:
             svc = {
                 "apiVersion": "v1",
@@ -133,7 +143,7 @@ class Api:
                 wanted["spec"]["ports"][0]["targetPort"] = port
                 self.update(services, "default", "kubernetes", wanted)
         family = "IPv6" if ":" in address else "IPv4"
-        endpoints = {
+        endpoints: Obj = {
             "apiVersion": "v1",
             "kind": "Endpoints",
             "metadata": {
@@ -149,7 +159,7 @@ class Api:
                 }
             ],
         }
-        endpoint_slice = {
+        endpoint_slice: Obj = {
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
             "metadata": {
@@ -161,16 +171,24 @@ class Api:
             "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
         }
-        for key, desired, fields in (
+        targets: list[tuple[Key, Obj, tuple[str, ...]]] = [
             (("", "endpoints"), endpoints, ("subsets",)),
             (("discovery.k8s.io", "endpointslices"), endpoint_slice, ("addressType", "endpoints", "ports")),
-        ):
+        ]
+        for key, desired, fields in targets:
             rt = self._rt(key)
             current = self.store.get(rt.key, "default", "kubernetes")
-            if current is None:
-                self.create(rt, "default", desired)
-            elif any(current.get(f) != desired[f] for f in fields):
-                self.update(rt, "default", "kubernetes", dict(current, **{f: desired[f] for f in fields}))
+            if current is not None and all(current.get(f) == desired[f] for f in fields):
+                continue
+            # Stored as the server's own record, past validation: the lab's server often listens on loopback,
+            # an address a real kube-apiserver cannot advertise (ValidateEndpointIP refuses 127.0.0.0/8).
+            obj = copy.deepcopy(current) if current is not None else desired
+            obj.update({f: desired[f] for f in fields})
+            meta = obj["metadata"]
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", rfc3339(self.now()))
+            self.store.put(rt.key, obj)
+            self.after_write()
 
     def _rt(self, key: Key) -> ResourceType:
         rt = self.registry.any_version(key)
@@ -233,7 +251,7 @@ class Api:
                 )
             namespace = namespace or body_ns or "default"
             meta["namespace"] = namespace
-            self._check_namespace_open(namespace)
+            self._check_namespace_open(rt, namespace, str(meta.get("name") or meta.get("generateName") or ""))
         else:
             meta.pop("namespace", None)
             namespace = ""
@@ -254,8 +272,13 @@ class Api:
                     rt.group,
                 )
         name = meta["name"]
-        if self.store.get(rt.key, namespace, name) is not None:
-            raise errors.already_exists(rt.plural, name, rt.group)
+        existing = self.store.get(rt.key, namespace, name)
+        if existing is not None:
+            err = errors.already_exists(rt.plural, name, rt.group)
+            if existing["metadata"].get("deletionTimestamp"):
+                # genericregistry.Store.Create: "object is being deleted: <the AlreadyExists message>".
+                err.message = f"object is being deleted: {err.message}"
+            raise err
         for server_field in (
             "resourceVersion",
             "deletionTimestamp",
@@ -269,13 +292,15 @@ class Api:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        _validate_metadata(rt, meta)
+        _validate_metadata(rt, meta, warnings=WARNINGS.get())
         if rt.reset_status_on_create:
             obj.pop("status", None)
         if rt.custom:
             obj = apply_schema_defaults(rt.schema, obj)
             validation.raise_invalid(rt.kind, rt.group, name, crdvalidation.validate(rt.schema, obj))
         obj = self.admission.create(rt.group, rt.plural, obj, dry_run)
+        if rt.key == POD_KEY:
+            self._admit_service_account(obj)
         if rt.key == CRD_KEY:
             obj = self._crd_prepare(obj)
         if dry_run:
@@ -287,8 +312,41 @@ class Api:
             raise
         if rt.key == CRD_KEY:
             self.registry.register_crd(obj)
+        if rt.key == NAMESPACE_KEY:
+            self._ensure_default_service_account(name)
         self.after_write()
         return self.out(rt, obj)
+
+    def _ensure_default_service_account(self, namespace: str) -> None:
+        """What kube-controller-manager's serviceaccounts controller does at once: every namespace has a
+        `default` ServiceAccount (pods are admitted against it)."""
+        if self.store.get(SERVICE_ACCOUNT_KEY, namespace, "default") is None:
+            account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}
+            self.create(self._rt(SERVICE_ACCOUNT_KEY), namespace, account)
+
+    def _admit_service_account(self, pod: Obj) -> None:
+        """The ServiceAccount admission plugin (plugin/pkg/admission/serviceaccount/admission.go): default
+        serviceAccountName, refuse a missing account, automount its token. Mirror pods are left alone."""
+        meta = pod["metadata"]
+        if "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
+            return
+        spec = pod.setdefault("spec", {})
+        name = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+        spec["serviceAccountName"] = name
+        spec["serviceAccount"] = name  # the deprecated alias v1 conversion keeps in step
+        namespace = meta["namespace"]
+        account = self.store.get(SERVICE_ACCOUNT_KEY, namespace, name)
+        if account is None:
+            raise errors.forbidden(
+                "pods",
+                meta["name"],
+                f'error looking up service account {namespace}/{name}: serviceaccount "{name}" not found',
+            )
+        automount = spec.get("automountServiceAccountToken")
+        if automount is None:
+            automount = account.get("automountServiceAccountToken")
+        if automount is not False:
+            mount_service_account_token(spec, "".join(random.choices(GENERATE_ALPHABET, k=5)))
 
     def _check_body(self, rt: ResourceType, body: Any) -> Obj:
         if not isinstance(body, dict):
@@ -303,17 +361,20 @@ class Api:
         obj["kind"] = rt.kind
         return obj
 
-    def _check_namespace_open(self, namespace: str) -> None:
+    def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
         ns = self.store.get(NAMESPACE_KEY, "", namespace)
         if ns is None:
             raise errors.not_found("namespaces", namespace)
         if ns["metadata"].get("deletionTimestamp"):
-            raise ApiError(
-                403,
-                "Forbidden",
+            # The NamespaceLifecycle admission plugin (plugin/pkg/admission/namespace/lifecycle).
+            reason = f"namespace {namespace} is being terminated"
+            cause = Cause("metadata.namespace", reason, "NamespaceTerminating")
+            raise errors.forbidden(
+                rt.plural,
+                name or "Unknown",
                 f"unable to create new content in namespace {namespace} because it is being terminated",
-                kind="namespaces",
-                name=namespace,
+                rt.group,
+                [cause],
             )
 
     # -- update / patch -----------------------------------------------------------------------------
@@ -344,6 +405,14 @@ class Api:
                 "the namespace of the provided object does not match the namespace sent on the request"
             )
         rv = meta.get("resourceVersion")
+        if rv in (None, "") and not _allows_unconditional_update(rt):
+            # genericregistry.Store.Update: the value shown is the uint64 0, which Go's %#v prints as 0x0.
+            raise errors.invalid(
+                rt.plural,
+                name,
+                [Cause("metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update")],
+                rt.group,
+            )
         if rv not in (None, "") and str(rv) != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.plural, name, rt.group)
         return self._apply_update(rt, old, new, dry_run, subresource)
@@ -402,6 +471,12 @@ class Api:
             result = self.admission.update_status(rt.group, rt.plural, old, candidate, dry_run)
         else:
             meta = new["metadata"]
+            # rest.BeforeUpdate: a missing uid is filled in, a different one is refused
+            # (ValidateObjectMetaUpdate); generation, creationTimestamp and a set deletionTimestamp stay.
+            uid = meta.get("uid")
+            if uid and uid != old_meta.get("uid"):
+                immutable_uid = validation.invalid("metadata.uid", uid, "field is immutable")
+                validation.raise_invalid(rt.kind, rt.group, old_meta["name"], [immutable_uid])
             for immutable in (
                 "uid",
                 "creationTimestamp",
@@ -416,7 +491,7 @@ class Api:
                 else:
                     meta.pop(immutable, None)
             meta.pop("managedFields", None)
-            _validate_metadata(rt, meta, creating=False)
+            _validate_metadata(rt, meta, creating=False, old=old_meta, warnings=WARNINGS.get())
             if rt.has_status:
                 if "status" in old:
                     new["status"] = old["status"]
@@ -490,11 +565,42 @@ class Api:
                 name=name,
                 group=rt.group,
             )
+        if (
+            rt.key == NAMESPACE_KEY
+            and old["metadata"].get("deletionTimestamp")
+            and ((old.get("spec") or {}).get("finalizers"))
+        ):
+            # The namespace REST Delete (pkg/registry/core/namespace/storage/storage.go), two spaces included.
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on namespaces "{name}": The system is ensuring all content '
+                "is removed from this namespace.  Upon completion, this namespace will automatically be "
+                "purged by the system.",
+                kind="namespaces",
+                name=name,
+            )
         if dry_run:
-            return self.out(rt, old)
+            gone = not old["metadata"].get("finalizers") and rt.key != NAMESPACE_KEY
+            return self._deleted(rt, old) if gone else self.out(rt, old)
         result = self._delete_object(rt, old, str(options.get("propagationPolicy") or "Background"))
         self.after_write()
+        if self.store.get(rt.key, ns, name) is None:
+            return self._deleted(rt, result)
         return self.out(rt, result)
+
+    def _deleted(self, rt: ResourceType, obj: Obj) -> Obj:
+        """What DELETE answers once the object is gone: the object for the kinds whose storage sets
+        ReturnDeletedObject, else a Success Status naming it (genericregistry.Store.finalizeDelete)."""
+        if rt.key in RETURNS_DELETED_OBJECT:
+            return self.out(rt, obj)
+        meta = obj["metadata"]
+        details: dict[str, Any] = {"name": meta["name"]}
+        if rt.group:
+            details["group"] = rt.group
+        details["kind"] = rt.plural
+        details["uid"] = meta.get("uid", "")
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
     def delete_collection(
         self,
@@ -799,9 +905,16 @@ class Api:
 PATH_SEGMENT_NAMED = {"roles", "rolebindings", "clusterroles", "clusterrolebindings"}
 
 
-def _validate_metadata(rt: ResourceType, meta: dict[str, Any], creating: bool = True) -> None:
-    """ObjectMeta validation every kind gets: name format (Services: admission checks it as a DNS-1035
-    label) and label keys and values. 422 Invalid with the real wording."""
+def _validate_metadata(
+    rt: ResourceType,
+    meta: dict[str, Any],
+    creating: bool = True,
+    old: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
+) -> None:
+    """ObjectMeta validation every kind gets: name format (Services: admission checks their names), label
+    keys and values, finalizer names, and on update no new finalizer on an object being deleted. 422 Invalid
+    with the real wording; what the real server only warns about goes to `warnings`."""
     causes: list[Cause] = []
     name = str(meta.get("name", ""))
     if creating and rt.key != ("", "services"):
@@ -818,7 +931,43 @@ def _validate_metadata(rt: ResourceType, meta: dict[str, Any], creating: bool = 
         isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())
     ):
         causes.append(validation.invalid("metadata.annotations", annotations, "must be a map of strings"))
+    finalizers = [str(f) for f in meta.get("finalizers") or []]
+    old_finalizers = [str(f) for f in (old or {}).get("finalizers") or []]
+    causes += validation.check_finalizers(finalizers, custom=rt.custom)
+    if rt.custom and warnings is not None:
+        warnings += validation.finalizer_warnings([f for f in finalizers if f not in old_finalizers])
+    if old is not None and old.get("deletionTimestamp"):
+        added = sorted(set(finalizers) - set(old_finalizers))
+        if added:
+            causes.append(
+                validation.forbidden(
+                    "metadata.finalizers",
+                    "no new finalizers can be added if the object is being deleted, found new finalizers "
+                    + validation.go_value(added),
+                )
+            )
     validation.raise_invalid(rt.kind, rt.group, name, causes)
+
+
+# Kinds whose DELETE answers the deleted object rather than a Status (ReturnDeletedObject in their
+# pkg/registry/core/*/storage/storage.go): pods, services, serviceaccounts, namespaces, persistent volumes
+# and claims.
+RETURNS_DELETED_OBJECT = {
+    ("", "pods"),
+    ("", "services"),
+    ("", "serviceaccounts"),
+    NAMESPACE_KEY,
+    ("", "persistentvolumes"),
+    ("", "persistentvolumeclaims"),
+}
+
+# Kinds whose update strategy refuses a PUT without metadata.resourceVersion (AllowUnconditionalUpdate false:
+# pkg/registry/coordination/lease/strategy.go, the apiextensions CRD and custom resource strategies).
+_CONDITIONAL_UPDATE_ONLY = {("coordination.k8s.io", "leases"), CRD_KEY}
+
+
+def _allows_unconditional_update(rt: ResourceType) -> bool:
+    return not rt.custom and rt.key not in _CONDITIONAL_UPDATE_ONLY
 
 
 def apply_schema_defaults(schema: dict[str, Any] | None, value: Any) -> Any:

@@ -92,6 +92,22 @@ def invalid(kind: str, name: str, causes: list[Cause], group: str = "") -> ApiEr
     return ApiError(422, "Invalid", message, kind=kind, name=name, group=group, causes=causes)
 
 
+def forbidden(
+    resource: str, name: str, reason: str, group: str = "", causes: list[Cause] | None = None
+) -> ApiError:
+    """403 Forbidden as apierrors.NewForbidden words it: `<resource> "<name>" is forbidden: <reason>`."""
+    qualified = f"{resource}.{group}" if group else resource
+    return ApiError(
+        403,
+        "Forbidden",
+        f'{qualified} "{name}" is forbidden: {reason}',
+        kind=resource,
+        name=name,
+        group=group,
+        causes=list(causes or []),
+    )
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 

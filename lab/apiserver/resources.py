@@ -38,6 +38,8 @@ class ResourceType:
     printer_columns: list[dict[str, Any]] | None = None
     schema: dict[str, Any] | None = None
     list_kind: str = ""
+    # A custom resource version's selectableFields, as field labels ("spec.color").
+    selectable_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.list_kind:
@@ -255,6 +257,11 @@ class Registry:
                 printer_columns=version.get("additionalPrinterColumns"),
                 schema=schema,
                 list_kind=names.get("listKind") or kind + "List",
+                selectable_fields=tuple(
+                    str(f.get("jsonPath", "")).lstrip(".")
+                    for f in version.get("selectableFields") or []
+                    if isinstance(f, dict)
+                ),
             )
             self._by_gvr[(group, rt.version, plural)] = rt
             types.append(rt)

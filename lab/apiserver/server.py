@@ -17,10 +17,10 @@ from aiohttp import web
 
 from lab.apiserver import errors, openapi, protobuf, rbac, tables
 from lab.apiserver import patch as patching
-from lab.apiserver.api import Api
+from lab.apiserver.api import WARNINGS, Api
 from lab.apiserver.errors import ApiError
 from lab.apiserver.resources import Registry, ResourceType
-from lab.apiserver.selectors import parse_field_selector, parse_label_selector
+from lab.apiserver.selectors import FieldRequirement, for_kind, parse_field_selector, parse_label_selector
 from lab.apiserver.store import Event, Obj, Store
 from lab.apiserver.watch import STOP, Watcher, WatchHub
 
@@ -299,6 +299,7 @@ class ApiServer:
         method = request.method
         headers: dict[str, str] = {}
         warnings: list[str] = []
+        WARNINGS.set(warnings)  # where the Api puts what the real server only warns about
         if rt.group == "" and rt.plural == "endpoints":
             headers["Warning"] = ENDPOINTS_WARNING
         resp: web.StreamResponse
@@ -351,7 +352,7 @@ class ApiServer:
                 resp = json_response(self.api.delete(rt, ns, name, options, dry_run))
             else:
                 labels = parse_label_selector(q.get("labelSelector"))
-                fields = parse_field_selector(q.get("fieldSelector"))
+                fields = _field_selector(rt, q.get("fieldSelector"))
                 items = self.api.delete_collection(rt, ns, labels, fields, options, dry_run)
                 resp = json_response(
                     {
@@ -383,7 +384,7 @@ class ApiServer:
     def _list(self, request: web.Request, rt: ResourceType, ns: str) -> web.Response:
         q = request.query
         labels = parse_label_selector(q.get("labelSelector"))
-        fields = parse_field_selector(q.get("fieldSelector"))
+        fields = _field_selector(rt, q.get("fieldSelector"))
         limit = _int_param(q.get("limit"), "limit")
         rv_param = q.get("resourceVersion", "")
         rv_match = q.get("resourceVersionMatch", "")
@@ -511,7 +512,7 @@ class ApiServer:
         q = request.query
         labels = parse_label_selector(q.get("labelSelector"))
         field_text = ",".join([t for t in [q.get("fieldSelector", "")] if t] + extra_fields)
-        fields = parse_field_selector(field_text)
+        fields = _field_selector(rt, field_text)
         rv_param = q.get("resourceVersion", "")
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1", "True")
         send_initial = q.get("sendInitialEvents") in ("true", "1", "True")
@@ -672,6 +673,13 @@ class ApiServer:
 
 def _to_table(rt: ResourceType, objects: list[Obj], now: datetime.datetime, include: str) -> dict[str, Any]:
     return tables.to_table(rt.group, rt.plural, objects, now, rt.printer_columns, include)
+
+
+def _field_selector(rt: ResourceType, text: str | None) -> list[FieldRequirement]:
+    """The field selector of a request, checked against the fields its kind supports."""
+    return for_kind(
+        parse_field_selector(text), rt.group, rt.plural, rt.custom, rt.namespaced, rt.selectable_fields
+    )
 
 
 def _wants_table(request: web.Request) -> bool:

@@ -17,7 +17,6 @@ from typing import Any
 from lab.apiserver.errors import ApiError, Cause
 from lab.apiserver.validation import (
     IANA_SVC_NAME,
-    check_dns1035_label,
     check_dns1123_label,
     check_dns1123_subdomain,
     check_label_map,
@@ -376,7 +375,9 @@ class ServiceRegistry:
         causes: list[Cause] = []
         name = (svc.get("metadata") or {}).get("name")
         if isinstance(name, str) and name:
-            causes += check_dns1035_label("metadata.name", name)
+            # NameIsDNSLabel since RelaxedServiceNameValidation went beta (1.35, on by default): a digit
+            # may start a Service name.
+            causes += check_dns1123_label("metadata.name", name)
         kind = spec.get("type")
         if kind not in SERVICE_TYPES:
             causes.append(not_supported("spec.type", kind, SERVICE_TYPES))

@@ -63,7 +63,8 @@ def test_create_get_update_delete_with_resource_versions(rest: Rest) -> None:
     assert again.status_code == 409 and again.json()["reason"] == "AlreadyExists"
     assert again.json()["message"] == 'configmaps "a" already exists'
     deleted = rest.ok("DELETE", f"{CMS}/a")
-    assert deleted["metadata"]["name"] == "a"
+    # ConfigMaps answer a DELETE with a Success Status (genericregistry.Store.finalizeDelete).
+    assert deleted["status"] == "Success" and deleted["details"]["name"] == "a"
     missing = rest.request("GET", f"{CMS}/a")
     assert missing.status_code == 404
     assert missing.json() == {

@@ -408,12 +408,6 @@ def test_several_causes_are_bracketed_like_the_real_server(adm: Admission) -> No
     assert message.endswith('supported values: "SCTP", "TCP", "UDP"]')
 
 
-def test_invalid_service_name(adm: Admission) -> None:
-    assert 'metadata.name: Invalid value: "1abc": a DNS-1035 label' in invalid_message(
-        adm, svc("1abc", ports=[tcp(1)])
-    )
-
-
 # ---------------------------------------------------------------------------------------------- update
 
 

@@ -14,7 +14,13 @@ from lab.apiserver import pki, protobuf, watch
 from lab.apiserver.errors import ApiError
 from lab.apiserver.persistence import FileJournal
 from lab.apiserver.resources import Registry
-from lab.apiserver.selectors import labels_match, parse_field_selector, parse_label_selector
+from lab.apiserver.selectors import (
+    FieldRequirement,
+    for_kind,
+    labels_match,
+    parse_field_selector,
+    parse_label_selector,
+)
 from lab.apiserver.store import Store
 
 
@@ -55,9 +61,13 @@ def test_bad_label_selectors_are_400(bad: str) -> None:
 
 def test_field_selectors_on_nested_paths() -> None:
     pod = obj("p", spec={"nodeName": "n1"}, status={"phase": "Running"})
-    assert all(r.matches(pod) for r in parse_field_selector("spec.nodeName=n1,status.phase!=Pending"))
-    assert not all(r.matches(pod) for r in parse_field_selector("metadata.namespace=other"))
-    assert all(r.matches(pod) for r in parse_field_selector("spec.missing="))
+
+    def pods(text: str) -> list[FieldRequirement]:
+        return for_kind(parse_field_selector(text), "", "pods")
+
+    assert all(r.matches(pod) for r in pods("spec.nodeName=n1,status.phase!=Pending"))
+    assert not all(r.matches(pod) for r in pods("metadata.namespace=other"))
+    assert all(r.matches(pod) for r in pods("spec.hostNetwork=false,spec.host=n1"))
 
 
 def test_store_versions_history_and_eviction() -> None:
