@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(
     python3 python3-venv python3-dev gcc
-    iproute2 iptables nftables ipset conntrack kmod
+    iproute2 iptables nftables python3-nftables ipset conntrack kmod
     user-mode-linux ipvsadm
     curl procps iputils-ping tcpdump iputils-arping ndisc6
 )
@@ -28,6 +28,11 @@ python=${IRONLB_PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
+# nftables mode drives libnftables in-process through Debian's binding (python3-nftables: pure Python over
+# ctypes, no compiled part), which lives in the system's dist-packages. Link that one package into the venv
+# rather than exposing all of dist-packages (system-site-packages, or a .pth) to it.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+ln -sfn /usr/lib/python3/dist-packages/nftables "$site/nftables"
 # Reinstall only when the declared dependencies changed.
 stamp=.venv/.ironlb-deps
 want=$(cat pyproject.toml lab/pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
