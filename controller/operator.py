@@ -26,7 +26,7 @@ import kopf
 from common.config import ConfigProblem, rebuild_config
 from common.events import event_body
 from common.pools import Config
-from common.services import POOL_ANNOTATION_OUT, PREFIXES, project_service
+from common.services import POOL_ANNOTATION_OUT, PREFIXES, assigned_ips, is_handled, project_service
 from controller import metrics
 from controller.allocator import Allocator, Assignment
 from controller.health import Health
@@ -105,6 +105,9 @@ class Controller:
         self.client = KubeClient(configuration)
         self.allocator = Allocator(Config())
         self.config: Config | None = None  # the last valid config
+        # Why the config in force leaves the ConfigMap out (start-up with an invalid one), or None.
+        self.config_partial: str | None = None
+        self._deferred: set[str] = set()  # Services left alone meanwhile: their IPs lie in no known pool
         self.restored = False
         # Services as projections (common.services.project_service): only the fields reconciliation reads.
         self.service_informer = Informer(
@@ -376,6 +379,16 @@ class Controller:
     def _rebuild_config(self) -> None:
         self._config_changed.clear()
         try:
+            self._load_config()
+        except Exception:
+            # The parser only raises ConfigError (fuzzed), but nothing may end config processing or start-up.
+            metrics.config_stale.set(1)
+            metrics.update_errors.inc()
+            log.exception("event=config_rebuild_crashed keeping=%s", "last-valid" if self.config else "none")
+
+    def _load_config(self) -> None:
+        partial = None
+        try:
             config = rebuild_config(
                 self.configmap, self.ip_address_pools.values(), self.l2_advertisements.values()
             )
@@ -383,30 +396,56 @@ class Controller:
             metrics.config_stale.set(1)
             metrics.update_errors.inc()
             text = str(problem)
+            fallback = self._fallback_config(problem)
             log.error(
                 "event=config_invalid object=%s field=%r error=%r keeping=%s",
                 "/".join(problem.target or ("?",)),
                 problem.error.field,
                 text,
-                "last-valid" if self.config is not None else "none",
+                "crds" if fallback else "last-valid" if self.config is not None else "none",
             )
             if text != self.last_config_problem and problem.target is not None:
                 self._post_config_warning(problem.target, text)
             self.last_config_problem = text
-            return
+            if fallback is None:
+                return
+            config, partial = fallback, f"ConfigMap invalid: {problem.error.field}: {problem.error.message}"
+        else:
+            metrics.config_stale.set(0)
+            self.last_config_problem = None
         metrics.updates.inc()
-        metrics.config_stale.set(0)
         metrics.config_loaded.set(1)
-        self.last_config_problem = None
-        if config == self.config:
+        leaving_partial = self.config_partial is not None and partial is None
+        self.config_partial = partial
+        if config != self.config:
+            self._apply_config(config, partial is not None)
+        elif not leaving_partial:
             return
+        if not self.restored:
+            self._restore()
+            return
+        if leaving_partial and self._deferred:
+            # The ConfigMap's pools are known again: the Services left alone take their IPs back first.
+            deferred = [self.services[k] for k in sorted(self._deferred) if k in self.services]
+            self._deferred.clear()
+            for restored in restore_assignments(
+                self.allocator, deferred, self.namespace_labels, self.options.load_balancer_class
+            ):
+                log.info(
+                    "event=restore_deferred service=%s ips=%s held=%s",
+                    restored.key, ",".join(map(str, restored.ips)), str(restored.held).lower(),
+                )  # fmt: skip
+        self._retry_pending()
+
+    def _apply_config(self, config: Config, partial: bool) -> None:
         released = self.allocator.set_config(config)
         self.config = config
         log.info(
-            "event=config_loaded pools=%s l2advertisements=%d withdrawn=%d",
+            "event=config_loaded pools=%s l2advertisements=%d withdrawn=%d partial=%s",
             ",".join(p.name for p in config.pools) or "-",
             len(config.l2_advertisements),
             len(released),
+            str(partial).lower(),
         )
         for key in released:
             old = self.assignments.pop(key, None)
@@ -414,10 +453,49 @@ class Controller:
             log.info("event=withdrawn service=%s ips=%s", key, ",".join(map(str, self.withdrawn[key])))
             self.enqueue(key)
         self._stats_changed.set()
-        if not self.restored:
-            self._restore()
-        else:
-            self._retry_pending()
+
+    def _fallback_config(self, problem: ConfigProblem) -> Config | None:
+        """Without a complete valid config since start-up, an invalid ConfigMap does not stop the metallb.io
+        CRDs from being used, if they are valid on their own and define pools. After a complete valid config,
+        the last valid config stays."""
+        if problem.target is None or problem.target[0] != "ConfigMap":
+            return None
+        if self.config is not None and self.config_partial is None:
+            return None
+        try:
+            config = rebuild_config(None, self.ip_address_pools.values(), self.l2_advertisements.values())
+        except ConfigProblem:
+            return None
+        if not config.pools:
+            return None  # nothing to serve: stay without a config (nothing assigned, nothing cleared)
+        if self.config_partial is None:
+            log.warning(
+                "event=config_fallback using=crds pools=%s reason=%r",
+                ",".join(p.name for p in config.pools) or "-",
+                "the ConfigMap is invalid and no valid configuration was loaded yet",
+            )
+        return config
+
+    def _defer(self, key: str, service: JSON) -> bool:
+        """While the ConfigMap is left out, leave alone a Service whose IPs lie in no pool we know: they most
+        likely come from the ConfigMap's pools, and moving them would renumber the Service for a typo."""
+        ips = assigned_ips(service)
+        if (
+            self.config_partial is None
+            or not ips
+            or not is_handled(service, self.options.load_balancer_class)
+            or self.allocator.assignment(key) is not None
+            or any(self.allocator.pool_for(ip) is not None for ip in ips)
+        ):
+            return False
+        if key not in self._deferred:
+            log.warning(
+                "event=deferred service=%s ips=%s reason=%r",
+                key, ",".join(map(str, ips)), self.config_partial,
+            )  # fmt: skip
+        self._deferred.add(key)
+        self.pending.setdefault(key, None)
+        return True
 
     def _post_config_warning(self, target: tuple[str, str, str], message: str) -> None:
         kind, namespace, name = target
@@ -479,6 +557,8 @@ class Controller:
             if service is not None and namespace not in self.namespace_labels:
                 self._namespace_unknown(key, service, namespace)
                 return
+        if service is not None and self._defer(key, service):
+            return
         withdrawn = self.withdrawn.pop(key, ())
         outcome = reconcile_service(
             key,
