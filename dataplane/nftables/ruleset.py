@@ -56,6 +56,8 @@ NODEPORT_LOCAL = "nodeport-local"
 MARK_FOR_MASQUERADE = "mark-for-masquerade"
 MASQUERADING = "masquerading"
 REJECT_CHAIN = "reject-chain"
+NODEPORT_REJECT = "nodeport-reject"  # REJECT, DROP when the destination is a local address
+NODEPORT_DROP = "nodeport-drop"
 CLUSTER_CHECK = "cluster-check"
 EXTERNAL_CHECK = "external-check"
 FIREWALL_CHECK = "firewall-check"
@@ -288,11 +290,15 @@ def render_static(config: NftConfig) -> Static:
         sets.append(SetSpec(NODEPORT_IPS, f"type {addr}"))
         elements[NODEPORT_IPS] = tuple(dict.fromkeys(config.nodeport_ips))
 
+    # NodePorts answer on local addresses (not loopback), or on --nodeport-addresses. The address is checked
+    # after the port matched (in the chain the verdict leads to): a fib lookup costs more than a map lookup,
+    # and most packets are for no NodePort.
     loopback = "127.0.0.0/8" if config.family == 4 else "::1"
+    not_nodeport: tuple[str, ...]
     if config.nodeport_ips is None:
-        local_nodeport = f"fib daddr type local {ip} daddr != {loopback}"
+        not_nodeport = ("fib daddr type != local return", f"{ip} daddr {loopback} return")
     else:
-        local_nodeport = f"{ip} daddr @{NODEPORT_IPS}"
+        not_nodeport = (f"{ip} daddr != @{NODEPORT_IPS} return",)
     pods = f"{src} @{POD_CIDRS}"
     chains: dict[str, tuple[str, ...]] = {
         # Base chains: kube-proxy's hooks and priorities; filtering sees addresses after DNAT, as in iptables
@@ -328,7 +334,7 @@ def render_static(config: NftConfig) -> Static:
         ),
         SERVICES: (
             f"{dest} vmap @{SERVICE_IPS}",
-            f"{local_nodeport} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}",
+            f"meta l4proto . th dport vmap @{SERVICE_NODEPORTS}",
         ),
         CLUSTER_IP: (
             # Traffic to a cluster IP from outside the pod network may be answered from another node:
@@ -338,25 +344,34 @@ def render_static(config: NftConfig) -> Static:
         ),
         EXTERNAL: (f"jump {MARK_FOR_MASQUERADE}", f"{dest} vmap @{PICK}"),
         EXTERNAL_LOCAL: _local_policy(pods if config.local_cidrs else "", dest, PICK, CLUSTER_PICK),
-        NODEPORT: (f"jump {MARK_FOR_MASQUERADE}", f"meta l4proto . th dport vmap @{NODEPORT_PICK}"),
-        NODEPORT_LOCAL: _local_policy(
-            pods if config.local_cidrs else "",
-            "meta l4proto . th dport",
-            NODEPORT_PICK,
-            NODEPORT_CLUSTER_PICK,
+        NODEPORT: (
+            *not_nodeport,
+            f"jump {MARK_FOR_MASQUERADE}",
+            f"meta l4proto . th dport vmap @{NODEPORT_PICK}",
+        ),
+        NODEPORT_LOCAL: (
+            *not_nodeport,
+            *_local_policy(
+                pods if config.local_cidrs else "",
+                "meta l4proto . th dport",
+                NODEPORT_PICK,
+                NODEPORT_CLUSTER_PICK,
+            ),
         ),
         MARK_FOR_MASQUERADE: (f"meta mark set meta mark or {mark}",),
         MASQUERADING: (
-            f"{src} . {ip} daddr @{HAIRPIN} jump {MARK_FOR_MASQUERADE}",
+            f"ct status dnat {src} . {ip} daddr @{HAIRPIN} jump {MARK_FOR_MASQUERADE}",
             f"meta mark & {mark} == 0 return",
             f"meta mark set meta mark xor {mark}",
             "masquerade fully-random" if config.random_fully else "masquerade",
         ),
         REJECT_CHAIN: ("reject",),
+        NODEPORT_REJECT: (f"fib daddr type local goto {REJECT_CHAIN}",),
+        NODEPORT_DROP: ("fib daddr type local drop",),
         CLUSTER_CHECK: (f"{dest} vmap @{NO_ENDPOINT_SERVICES}",),
         EXTERNAL_CHECK: (
             f"{dest} vmap @{NO_ENDPOINT_EXTERNAL}",
-            f"fib daddr type local meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}",
+            f"meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}",
         ),
         FIREWALL_CHECK: (f"{dest} @{FIREWALL_IPS} {src} . {dest} != @{FIREWALL_ALLOW} drop",),
         FORWARD: (
@@ -547,7 +562,8 @@ def _render_port(out: _Writer, port: ServicePort, endpoints: tuple[Endpoint, ...
                 local = sel.local if sel.has_external else None
                 _external_picks(out, port, elements, key, sel.cluster, local, nodeport=True)
             if not sel.has_external:
-                elements[(NO_ENDPOINT_NODEPORTS, key)] = external_verdict
+                verdict = f"goto {NODEPORT_DROP if sel.has_any else NODEPORT_REJECT}"
+                elements[(NO_ENDPOINT_NODEPORTS, key)] = verdict
 
     if port.health_check_node_port:
         out.refs[("health-check", str(port.health_check_node_port))] += 1
