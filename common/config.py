@@ -8,16 +8,29 @@ pools from both sources; ``rebuild_config`` does it all from the source objects 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import yaml
 
 from common.addresses import parse_cidr, parse_ip
-from common.errors import ConfigError, type_name
-from common.pools import AddressRange, Config, IPAddress, L2Advertisement, Pool, ServiceAllocation
+from common.errors import ConfigError, preview, shorten, type_name
+from common.pools import (
+    IP_SHARING_CLUSTER,
+    IP_SHARING_SCOPES,
+    AddressRange,
+    Config,
+    IPAddress,
+    L2Advertisement,
+    Pool,
+    ServiceAllocation,
+)
 from common.selectors import LabelSelector, parse_label_selector
 
 CONFIGMAP_KEY = "config"
+# On an IPAddressPool: who may share its IPs (common.pools.IP_SHARING_SCOPES). MetalLB's CRD has no field for
+# it, and users may keep MetalLB's CRDs, hence an annotation.
+IP_SHARING_ANNOTATION = "ironlb.io/ip-sharing"
 
 # Keys MetalLB v0.12's configFile and addressPool structs accept. The BGP-only top-level sections are accepted
 # (a v0.12 file may carry them) but ignored: ironlb serves layer2 only.
@@ -27,13 +40,13 @@ _POOL_KEYS = ("name", "protocol", "addresses", "auto-assign", "avoid-buggy-ips",
 
 def _expect_bool(value: Any, field: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(field, f"must be a boolean, got {type_name(value)} {value!r}")
+        raise ConfigError(field, f"must be a boolean, got {type_name(value)} {preview(value)}")
     return value
 
 
 def _expect_str(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise ConfigError(field, f"must be a string, got {type_name(value)} {value!r}")
+        raise ConfigError(field, f"must be a string, got {type_name(value)} {preview(value)}")
     return value
 
 
@@ -53,12 +66,18 @@ def _expect_mapping(value: Any, field: str) -> Mapping[str, Any]:
     return value
 
 
+# Two full IPv6 addresses, a dash and generous padding: anything longer is not an address entry.
+_LONGEST_ADDRESS_ENTRY = 128
+
+
 def parse_address_range(text: str) -> AddressRange:
     """One ``addresses`` entry: a CIDR (host bits must be zero, as MetalLB requires) or an ``A-B`` range.
 
     As in MetalLB, a CIDR is taken exactly as written (no whitespace) while a range's ends may be padded
     with spaces. Raises ValueError with a message naming the entry; callers add the field path.
     """
+    if len(text) > _LONGEST_ADDRESS_ENTRY:
+        raise ValueError(f'invalid address entry "{shorten(text)}": longer than any CIDR or range')
     if "-" not in text:
         if "/" not in text:
             raise ValueError(f'invalid CIDR "{text}": expected address/prefix-length or a "first-last" range')
@@ -106,7 +125,8 @@ def _parse_configmap_pool(obj: Any, field: str) -> Pool:
         raise ConfigError(field, f"must be a mapping, got {type_name(obj)}")
     for key in pool:
         if key not in _POOL_KEYS:
-            raise ConfigError(f"{field}.{key}", f'unknown field "{key}" in an address pool')
+            unknown = shorten(str(key))
+            raise ConfigError(f"{field}.{unknown}", f'unknown field "{unknown}" in an address pool')
     name = pool.get("name")
     if name is None or name == "":
         raise ConfigError(f"{field}.name", "missing pool name")
@@ -141,6 +161,12 @@ def _parse_configmap_pool(obj: Any, field: str) -> Pool:
 # copy the previous one twice).
 MAX_YAML_DEPTH = 100
 MAX_MERGED_KEYS = 10_000
+# Aliases make a short text stand for an exponentially large document (a 428-byte "billion laughs" is 10^9
+# nodes): PyYAML shares the aliased objects, but anything that walks the result (a repr in an error message,
+# a parser iterating a list) pays for the whole expansion. Larger documents, once expanded, are refused.
+MAX_EXPANDED_NODES = 100_000
+# The ConfigMap's `config` text. MetalLB's files are a few KB; 256 KiB holds thousands of pools.
+MAX_CONFIG_CHARACTERS = 256 * 1024
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -157,6 +183,14 @@ class _StrictLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
         self._merged_keys = 0
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            problem = _expansion_problem(node)
+            if problem is not None:
+                raise yaml.composer.ComposerError(None, None, problem, node.start_mark)
+        return node
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._depth += 1
@@ -202,10 +236,44 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} in a mapping", key_node.start_mark
+                    None, None, f"duplicate key {preview(key)} in a mapping", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _expansion_problem(root: yaml.Node) -> str | None:
+    """Why the document is too large with its aliases expanded (or recursive), else None. Linear in the
+    number of distinct nodes: each node's expanded size is computed once (an iterative post-order walk, since
+    alias chains may nest deeper than the recursion limit)."""
+    sizes: dict[int, int] = {}
+    entered: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            entered.discard(id(node))
+            size = sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if size > MAX_EXPANDED_NODES:
+                return f"aliases expand the document to more than {MAX_EXPANDED_NODES} nodes"
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in entered:
+            return "an alias refers to a node that contains it"
+        entered.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -223,6 +291,9 @@ def parse_configmap(data: Mapping[str, str] | None, source: str) -> tuple[Pool, 
             return ()
         if not isinstance(text, str):
             raise ConfigError(CONFIGMAP_KEY, f"must be a string, got {type_name(text)}")
+        if len(text) > MAX_CONFIG_CHARACTERS:
+            limit = MAX_CONFIG_CHARACTERS
+            raise ConfigError(CONFIGMAP_KEY, f"is {len(text)} characters long, more than {limit} accepted")
         try:
             document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
         except yaml.YAMLError as exc:
@@ -234,7 +305,8 @@ def parse_configmap(data: Mapping[str, str] | None, source: str) -> tuple[Pool, 
         for key in document:
             if key not in _TOP_LEVEL_KEYS:
                 expected = ", ".join(_TOP_LEVEL_KEYS)
-                raise ConfigError(str(key), f'unknown field "{key}" (expected one of {expected})')
+                name = shorten(str(key))
+                raise ConfigError(name, f'unknown field "{name}" (expected one of {expected})')
         pools = []
         seen: dict[str, int] = {}
         for index, obj in enumerate(_expect_list(document.get("address-pools"), "address-pools")):
@@ -281,7 +353,9 @@ def _parse_service_allocation(value: Any, field: str) -> ServiceAllocation | Non
     spec = _expect_mapping(value, field)
     priority = spec.get("priority")
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-        raise ConfigError(f"{field}.priority", f"must be an integer, got {type_name(priority)} {priority!r}")
+        raise ConfigError(
+            f"{field}.priority", f"must be an integer, got {type_name(priority)} {preview(priority)}"
+        )
     return ServiceAllocation(
         priority=priority,
         namespaces=_parse_strings(spec.get("namespaces"), f"{field}.namespaces"),
@@ -298,8 +372,22 @@ def _labels(obj: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
 
 
-def parse_ip_address_pool(obj: Mapping[str, Any]) -> Pool:
-    """A metallb.io/v1beta1 IPAddressPool. Unknown spec fields are ignored, as the API server prunes them."""
+def _ip_sharing(obj: Mapping[str, Any], default: str) -> str:
+    metadata = obj.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    value = annotations.get(IP_SHARING_ANNOTATION) if isinstance(annotations, Mapping) else None
+    if value is None:
+        return default
+    if value not in IP_SHARING_SCOPES:
+        choices = " or ".join(f'"{scope}"' for scope in IP_SHARING_SCOPES)
+        field = f"metadata.annotations[{IP_SHARING_ANNOTATION}]"
+        raise ConfigError(field, f"must be {choices}, got {preview(value)}")
+    return str(value)
+
+
+def parse_ip_address_pool(obj: Mapping[str, Any], ip_sharing: str = IP_SHARING_CLUSTER) -> Pool:
+    """A metallb.io/v1beta1 IPAddressPool. Unknown spec fields are ignored, as the API server prunes them.
+    ``ip_sharing`` is the scope of IP sharing when the pool's annotation does not set it."""
     name, source = _object_source("IPAddressPool", obj)
     try:
         spec = _expect_mapping(obj.get("spec"), "spec")
@@ -315,6 +403,7 @@ def parse_ip_address_pool(obj: Mapping[str, Any]) -> Pool:
             ),
             source=source,
             labels=_labels(obj),
+            ip_sharing=_ip_sharing(obj, ip_sharing),
         )
     except ConfigError as exc:
         raise exc.with_source(source) from None
@@ -425,8 +514,10 @@ def rebuild_config(
     configmap: Mapping[str, Any] | None,
     ip_address_pools: Iterable[Mapping[str, Any]],
     l2_advertisements: Iterable[Mapping[str, Any]],
+    ip_sharing: str = IP_SHARING_CLUSTER,
 ) -> Config:
-    """Parse every source object and cross-check them; raises ConfigProblem naming the object at fault."""
+    """Parse every source object and cross-check them; raises ConfigProblem naming the object at fault.
+    ``ip_sharing`` is the sharing scope of the ConfigMap's pools and of IPAddressPools not annotated."""
     targets: dict[str, tuple[str, str, str]] = {}
     pools: list[Pool] = []
     advertisements: list[L2Advertisement] = []
@@ -434,7 +525,8 @@ def rebuild_config(
         source = object_source("ConfigMap", configmap)
         targets[source] = _target("ConfigMap", configmap)
         try:
-            pools.extend(parse_configmap(configmap.get("data"), source))
+            parsed = parse_configmap(configmap.get("data"), source)
+            pools.extend(replace(pool, ip_sharing=ip_sharing) for pool in parsed)
         except ConfigError as e:
             raise ConfigProblem(e if e.source else e.with_source(source), targets[source]) from e
     for kind, objects in (("IPAddressPool", ip_address_pools), ("L2Advertisement", l2_advertisements)):
@@ -443,7 +535,7 @@ def rebuild_config(
             targets[source] = _target(kind, obj)
             try:
                 if kind == "IPAddressPool":
-                    pools.append(parse_ip_address_pool(obj))
+                    pools.append(parse_ip_address_pool(obj, ip_sharing))
                 else:
                     advertisements.append(parse_l2_advertisement(obj))
             except ConfigError as e:

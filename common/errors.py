@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
+
+# How much of a user's value an error message quotes: events and logs must stay small whatever the input.
+PREVIEW_CHARACTERS = 64
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = PREVIEW_CHARACTERS
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 3
+_REPR.maxlevel = 2
 
 
 class ConfigError(ValueError):
@@ -56,3 +65,18 @@ def type_name(value: Any) -> str:
         return "null"
     names = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number"}
     return names.get(type(value), type(value).__name__)
+
+
+def shorten(text: str, limit: int = PREVIEW_CHARACTERS) -> str:
+    """``text`` itself when short, else its start and how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...(+{len(text) - limit} characters)"
+
+
+def preview(value: Any) -> str:
+    """A bounded repr for error messages: never the whole of a large or deeply shared value (a YAML alias
+    bomb's repr alone is exponential)."""
+    if isinstance(value, str):
+        return repr(shorten(value))
+    return shorten(_REPR.repr(value), 2 * PREVIEW_CHARACTERS)

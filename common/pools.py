@@ -87,6 +87,13 @@ class ServiceAllocation:
         return not self.service_selectors or any(s.matches(service_labels) for s in self.service_selectors)
 
 
+# Who may share an IP of a pool (the allow-shared-ip annotation): any two Services with the same key
+# (MetalLB's rule), or only Services of one namespace.
+IP_SHARING_CLUSTER = "cluster"
+IP_SHARING_NAMESPACE = "namespace"
+IP_SHARING_SCOPES = (IP_SHARING_CLUSTER, IP_SHARING_NAMESPACE)
+
+
 @dataclass(frozen=True)
 class Pool:
     name: str
@@ -97,6 +104,7 @@ class Pool:
     service_allocation: ServiceAllocation | None = None
     source: str = ""  # the object it came from, e.g. "ConfigMap metallb-system/config"
     labels: tuple[tuple[str, str], ...] = ()  # the IPAddressPool's labels (for ipAddressPoolSelectors)
+    ip_sharing: str = IP_SHARING_CLUSTER  # IP_SHARING_SCOPES
 
     def contains(self, ip: IPAddress) -> bool:
         """Whether ``ip`` is one this pool hands out (avoid-buggy-ips excludes .0 and .255)."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import ConfigError, type_name
+from common.errors import ConfigError, preview, shorten, type_name
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
@@ -48,11 +48,11 @@ def label_key_problem(key: str) -> str | None:
     """Why ``key`` is not a valid label key (qualified name), or None."""
     prefix, slash, name = key.rpartition("/")
     if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return f"invalid label key {key!r}: prefix must be a DNS subdomain"
+        return f"invalid label key {preview(key)}: prefix must be a DNS subdomain"
     if not name or len(name) > 63 or not _NAME.match(name):
         return (
-            f"invalid label key {key!r}: name must be 1-63 characters of alphanumerics, '-', '_' or '.', "
-            "starting and ending with an alphanumeric"
+            f"invalid label key {preview(key)}: name must be 1-63 characters of alphanumerics, '-', '_' or "
+            "'.', starting and ending with an alphanumeric"
         )
     return None
 
@@ -63,7 +63,7 @@ def label_value_problem(value: str) -> str | None:
         return None
     if len(value) > 63 or not _NAME.match(value):
         return (
-            f"invalid label value {value!r}: must be at most 63 characters of alphanumerics, '-', '_' "
+            f"invalid label value {preview(value)}: must be at most 63 characters of alphanumerics, '-', '_' "
             "or '.', starting and ending with an alphanumeric"
         )
     return None
@@ -74,7 +74,7 @@ def _parse_requirement(obj: Any, field: str) -> Requirement:
         raise ConfigError(field, f"must be a mapping, got {type_name(obj)}")
     for name in obj:
         if name not in ("key", "operator", "values"):
-            raise ConfigError(f"{field}.{name}", f"unknown field {name!r}")
+            raise ConfigError(f"{field}.{shorten(str(name))}", f"unknown field {preview(name)}")
     key = obj.get("key")
     if not isinstance(key, str) or not key:
         raise ConfigError(f"{field}.key", "must be a non-empty string")
@@ -82,9 +82,8 @@ def _parse_requirement(obj: Any, field: str) -> Requirement:
         raise ConfigError(f"{field}.key", problem)
     operator = obj.get("operator")
     if operator not in OPERATORS:
-        raise ConfigError(
-            f"{field}.operator", f"unknown operator {operator!r}: must be one of {', '.join(OPERATORS)}"
-        )
+        problem = f"unknown operator {preview(operator)}: must be one of {', '.join(OPERATORS)}"
+        raise ConfigError(f"{field}.operator", problem)
     raw_values = obj.get("values")
     if raw_values is None:
         raw_values = []
@@ -116,7 +115,8 @@ def parse_label_selector(obj: Any, field: str) -> LabelSelector:
     for name in obj:
         if name not in ("matchLabels", "matchExpressions"):
             raise ConfigError(
-                f"{field}.{name}", f"unknown field {name!r} (expected matchLabels, matchExpressions)"
+                f"{field}.{shorten(str(name))}",
+                f"unknown field {preview(name)} (expected matchLabels, matchExpressions)",
             )
     raw_labels = obj.get("matchLabels")
     if raw_labels is None:
@@ -126,7 +126,8 @@ def parse_label_selector(obj: Any, field: str) -> LabelSelector:
     labels: list[tuple[str, str]] = []
     for key, value in raw_labels.items():
         if not isinstance(key, str) or (problem := label_key_problem(key)) is not None:
-            raise ConfigError(f"{field}.matchLabels", label_key_problem(str(key)) or f"invalid key {key!r}")
+            problem = label_key_problem(str(key)) or f"invalid key {preview(key)}"
+            raise ConfigError(f"{field}.matchLabels", problem)
         if not isinstance(value, str):
             raise ConfigError(f"{field}.matchLabels[{key}]", f"must be a string, got {type_name(value)}")
         if (problem := label_value_problem(value)) is not None:

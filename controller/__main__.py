@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import kubernetes.config
 
+from common.config import IP_SHARING_ANNOTATION
+from common.pools import IP_SHARING_CLUSTER, IP_SHARING_SCOPES
 from controller import health
 from controller.kube import load_client_configuration
 from controller.operator import Controller, Options
@@ -52,6 +54,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--resync-period", type=float, default=300.0, help="seconds between full Service re-lists (0: never)"
     )
+    parser.add_argument(
+        "--ip-sharing",
+        choices=IP_SHARING_SCOPES,
+        default=IP_SHARING_CLUSTER,
+        help="who may share an IP (allow-shared-ip) in pools that do not say (their annotation "
+        f"{IP_SHARING_ANNOTATION}): any Services with the same key (cluster, MetalLB's rule) or only "
+        "Services of one namespace",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     if not args.renew_deadline < args.lease_duration:
@@ -82,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         identity=args.identity,
         workers=args.workers,
         resync_period=args.resync_period,
+        ip_sharing=args.ip_sharing,
     )
     try:
         configuration = load_client_configuration(args.kubeconfig)

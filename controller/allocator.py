@@ -18,7 +18,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from common.pools import Config, IPAddress, Pool, is_buggy_ip
+from common.pools import IP_SHARING_NAMESPACE, Config, IPAddress, Pool, is_buggy_ip
 from controller.ipset import IntervalSet
 from controller.requests import ServiceRequest
 
@@ -65,12 +65,15 @@ def _next_non_buggy(value: int) -> int:
     return value
 
 
-def _sharing_problem(new: ServiceRequest, holder: ServiceRequest) -> str | None:
-    """Why ``new`` may not share an IP with ``holder`` (MetalLB's rule), or None if it may."""
+def _sharing_problem(new: ServiceRequest, holder: ServiceRequest, pool: Pool) -> str | None:
+    """Why ``new`` may not share an IP of ``pool`` with ``holder`` (MetalLB's rule, plus the pool's
+    ip-sharing scope), or None if it may. Never quotes a sharing key: the key is a shared secret."""
+    if pool.ip_sharing == IP_SHARING_NAMESPACE and new.namespace != holder.namespace:
+        return f'pool "{pool.name}" shares IPs only between Services of one namespace'
     if new.sharing_key is None or holder.sharing_key is None:
         return "allow-shared-ip is not set on both Services"
     if new.sharing_key != holder.sharing_key:
-        return f'allow-shared-ip "{new.sharing_key}" differs from "{holder.sharing_key}"'
+        return "their allow-shared-ip keys differ"
     clash = sorted(set(new.ports) & set(holder.ports))
     if clash:
         return "port " + ", ".join(f"{port}/{protocol}" for port, protocol in clash) + " is already in use"
@@ -180,9 +183,11 @@ class Allocator:
             if not keys or any(ip not in self._assignments[k].ips for k in keys if k in self._assignments):
                 problems.append(f"{ip}: stale holders {sorted(keys)}")
             holders = sorted(k for k in keys if k in self._requests)
-            for i, one in enumerate(holders):
+            pool = self.pool_for(ip)
+            for i, one in enumerate(holders if pool is not None else ()):
                 for other in holders[i + 1 :]:
-                    problem = _sharing_problem(self._requests[one], self._requests[other])
+                    assert pool is not None
+                    problem = _sharing_problem(self._requests[one], self._requests[other], pool)
                     if problem is not None:
                         problems.append(f"{ip}: held by {one} and {other}, who may not share: {problem}")
         for name, state in self._pools.items():
@@ -220,7 +225,15 @@ class Allocator:
             self._lookup[version] = ([e[0] for e in entries], [(e[1], e[2]) for e in entries])
         self._pools = {pool.name: _PoolState(pool, {}) for pool in config.pools}
 
-        outcomes = {key: self._usable(self._requests[key], a.ips) for key, a in self._assignments.items()}
+        # In assignment order, each checked against the survivors before it: when the new config forbids two
+        # Services to share (a pool's ip-sharing scope narrowed), the one that held the IP first keeps it.
+        outcomes: dict[str, tuple[str, tuple[IPAddress, ...]] | str] = {}
+        survivors: dict[IPAddress, set[str]] = {}
+        for key, assignment in self._assignments.items():
+            outcome = outcomes[key] = self._usable(self._requests[key], assignment.ips, survivors)
+            if not isinstance(outcome, str):
+                for ip in outcome[1]:
+                    survivors.setdefault(ip, set()).add(key)
         withdrawn = sorted(key for key, outcome in outcomes.items() if isinstance(outcome, str))
         for key, outcome in outcomes.items():
             if isinstance(outcome, str):
@@ -339,7 +352,7 @@ class Allocator:
             return None
         (pool,) = pools
         assert pool is not None
-        if any(self._conflict(request, ip) is not None for ip in ips):
+        if any(self._conflict(request, ip, pool) is not None for ip in ips):
             return None
         self.release(request.key)
         return self._occupy(request, pool.name, tuple(ips))
@@ -347,9 +360,13 @@ class Allocator:
     # ------------------------------------------------------------------------------------------- decisions
 
     def _usable(
-        self, request: ServiceRequest, ips: Sequence[IPAddress]
+        self,
+        request: ServiceRequest,
+        ips: Sequence[IPAddress],
+        holders: dict[IPAddress, set[str]] | None = None,
     ) -> tuple[str, tuple[IPAddress, ...]] | str:
-        """(pool name, IPs in family order) if the request may hold exactly ``ips``, else why not."""
+        """(pool name, IPs in family order) if the request may hold exactly ``ips``, else why not;
+        ``holders`` replaces the current holders of each IP (set_config checks against survivors)."""
         versions = [ip.version for ip in ips]
         if len(set(versions)) != len(versions):
             return "more than one IP of a family"
@@ -376,7 +393,7 @@ class Allocator:
         if not _admits(pool, request):
             return f'pool "{pool_name}" does not admit Service {request.key} (its serviceAllocation)'
         for ip in ips:
-            problem = self._conflict(request, ip)
+            problem = self._conflict(request, ip, pool, holders)
             if problem is not None:
                 return problem
         ordered = tuple(sorted(ips, key=lambda ip: request.families.index(ip.version)))
@@ -391,13 +408,28 @@ class Allocator:
                 return f'"{ip}" ends in .0 or .255 and pool "{entries[i][1]}" has avoid-buggy-ips set'
         return f'"{ip}" is not in any pool'
 
-    def _conflict(self, request: ServiceRequest, ip: IPAddress) -> str | None:
-        for holder in sorted(self._holders.get(ip, ())):
+    def _conflict(
+        self,
+        request: ServiceRequest,
+        ip: IPAddress,
+        pool: Pool,
+        holders: dict[IPAddress, set[str]] | None = None,
+    ) -> str | None:
+        """Why ``request`` may not share ``ip`` with its holders, or None. The reason goes into an Event in
+        the requester's namespace: a holder in another namespace is not named, nor anything about it."""
+        for holder in sorted((self._holders if holders is None else holders).get(ip, ())):
             if holder == request.key:
                 continue
-            problem = _sharing_problem(request, self._requests[holder])
-            if problem is not None:
+            holder_request = self._requests[holder]
+            problem = _sharing_problem(request, holder_request, pool)
+            if problem is None:
+                continue
+            if holder_request.namespace == request.namespace:
                 return f'"{ip}" is already in use by {holder}: {problem}'
+            reason = f'"{ip}" is already in use by a Service in another namespace'
+            if pool.ip_sharing == IP_SHARING_NAMESPACE:
+                reason += f' (pool "{pool.name}" shares IPs only between Services of one namespace)'
+            return reason
         return None
 
     def _pick(self, request: ServiceRequest, state: _PoolState, version: int) -> IPAddress | None:
@@ -407,7 +439,7 @@ class Allocator:
         if request.sharing_key is not None:
             shared = self._shared.get((state.pool.name, version, request.sharing_key), ())
             for ip in sorted(shared):
-                if self._conflict(request, ip) is None:
+                if self._conflict(request, ip, state.pool) is None:
                     return ip
         return state.lowest_free(version)
 

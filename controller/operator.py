@@ -24,8 +24,9 @@ import aiohttp
 import kopf
 
 from common.config import ConfigProblem, rebuild_config
+from common.errors import shorten
 from common.events import event_body
-from common.pools import Config
+from common.pools import IP_SHARING_CLUSTER, Config
 from common.services import POOL_ANNOTATION_OUT, PREFIXES, assigned_ips, is_handled, project_service
 from controller import metrics
 from controller.allocator import Allocator, Assignment
@@ -46,6 +47,9 @@ from controller.reconcile import (
 log = logging.getLogger("controller")
 
 COMPONENT = "ironlb-controller"
+# Event messages are cut here (events.k8s.io/v1 caps its note at 1 KiB): whatever a user wrote, an Event
+# stays small.
+MAX_EVENT_MESSAGE = 1024
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Options:
     identity: str = ""
     workers: int = 16
     resync_period: float = 300.0
+    ip_sharing: str = IP_SHARING_CLUSTER
 
 
 def default_identity() -> str:
@@ -71,6 +76,13 @@ def default_identity() -> str:
 
 def _labels(obj: Mapping[str, Any] | None) -> dict[str, str]:
     return dict(((obj or {}).get("metadata") or {}).get("labels") or {})
+
+
+def _config_part(obj: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a pool or advertisement the config is built from: spec, labels (pool selectors) and
+    annotations (ironlb.io/ip-sharing); not status, which we write ourselves."""
+    metadata = obj.get("metadata") or {}
+    return obj.get("spec"), metadata.get("labels"), metadata.get("annotations")
 
 
 def _request_revision(service: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -335,7 +347,7 @@ class Controller:
             name = str(obj["metadata"]["name"])
             old = cache.get(name)
             cache[name] = obj
-            if old is not None and old.get("spec") == obj.get("spec") and _labels(old) == _labels(obj):
+            if old is not None and _config_part(old) == _config_part(obj):
                 self._stats_changed.set()  # only our own status write came back
                 return
         self._config_changed.set()
@@ -390,7 +402,10 @@ class Controller:
         partial = None
         try:
             config = rebuild_config(
-                self.configmap, self.ip_address_pools.values(), self.l2_advertisements.values()
+                self.configmap,
+                self.ip_address_pools.values(),
+                self.l2_advertisements.values(),
+                self.options.ip_sharing,
             )
         except ConfigProblem as problem:
             metrics.config_stale.set(1)
@@ -676,7 +691,7 @@ class Controller:
             obj,
             event_type=event.type,
             reason=event.reason,
-            message=event.message,
+            message=shorten(event.message, MAX_EVENT_MESSAGE),
             component=COMPONENT,
             now=datetime.datetime.now(datetime.UTC),
             instance=self.identity,

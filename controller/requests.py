@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.addresses import parse_ip
-from common.errors import RequestError
+from common.errors import RequestError, preview, shorten
 from common.pools import IPAddress
-from common.services import PREFIXES
+from common.services import MAX_ANNOTATION_VALUE, PREFIXES
 
 __all__ = [
     "FamilyMismatch",
@@ -66,14 +66,18 @@ def _annotation(annotations: Mapping[str, Any], suffix: str) -> tuple[str, str] 
         if value is None:
             continue
         if not isinstance(value, str):
-            raise RequestError(_annotation_field(name), f"must be a string, got {value!r}")
+            raise RequestError(_annotation_field(name), f"must be a string, got {preview(value)}")
+        if len(value) > MAX_ANNOTATION_VALUE:
+            raise RequestError(_annotation_field(name), f"is longer than {MAX_ANNOTATION_VALUE} characters")
         if value.strip():
             found.append((name, value.strip()))
     if len(found) == 2 and _normalise(suffix, found[0][1]) != _normalise(suffix, found[1][1]):
         (name_a, value_a), (name_b, value_b) = found
-        raise RequestError(
-            _annotation_field(name_a), f'"{value_a}" conflicts with {name_b} "{value_b}"; set only one'
-        )
+        if suffix == "allow-shared-ip":  # a sharing key is a secret: never in an event or a log
+            message = f"conflicts with {name_b}; set only one"
+        else:
+            message = f'"{shorten(value_a)}" conflicts with {name_b} "{shorten(value_b)}"; set only one'
+        raise RequestError(_annotation_field(name_a), message)
     return found[0] if found else None
 
 
@@ -89,8 +93,8 @@ def _parse_requested_ip(text: str, field: str) -> IPAddress:
     except ValueError as exc:
         problem = str(exc)
     if problem == "not an IP address":
-        raise RequestError(field, f'"{text}" is not an IP address')
-    raise RequestError(field, f'"{text}": {problem}')
+        raise RequestError(field, f'"{shorten(text)}" is not an IP address')
+    raise RequestError(field, f'"{shorten(text)}": {shorten(problem)}')
 
 
 def _parse_ip_list(value: str, field: str) -> tuple[IPAddress, ...]:
@@ -98,10 +102,10 @@ def _parse_ip_list(value: str, field: str) -> tuple[IPAddress, ...]:
     for item in value.split(","):
         text = item.strip()
         if not text:
-            raise RequestError(field, f'empty entry in "{value}"')
+            raise RequestError(field, f'empty entry in "{shorten(value)}"')
         ip = _parse_requested_ip(text, field)
         if any(existing.version == ip.version for existing in ips):
-            raise RequestError(field, f'"{value}": at most one IPv4 and one IPv6 address')
+            raise RequestError(field, f'"{shorten(value)}": at most one IPv4 and one IPv6 address')
         ips.append(ip)
     return tuple(ips)
 
@@ -117,10 +121,11 @@ def _parse_ports(spec: Mapping[str, Any]) -> tuple[tuple[int, str], ...]:
         entry = _mapping(item)
         port = entry.get("port")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise RequestError(f"spec.ports[{index}].port", f"must be an integer 1-65535, got {port!r}")
+            problem = f"must be an integer 1-65535, got {preview(port)}"
+            raise RequestError(f"spec.ports[{index}].port", problem)
         protocol = entry.get("protocol") or "TCP"
         if protocol not in ("TCP", "UDP", "SCTP"):
-            raise RequestError(f"spec.ports[{index}].protocol", f"unknown protocol {protocol!r}")
+            raise RequestError(f"spec.ports[{index}].protocol", f"unknown protocol {preview(protocol)}")
         ports.append((port, protocol))
     return tuple(ports)
 
@@ -144,7 +149,8 @@ def _families(spec: Mapping[str, Any]) -> tuple[tuple[int, ...], bool, bool]:
     policy = spec.get("ipFamilyPolicy") or "SingleStack"
     if policy not in _POLICIES:
         choices = ", ".join(_POLICIES)
-        raise RequestError("spec.ipFamilyPolicy", f"unknown policy {policy!r}: must be one of {choices}")
+        problem = f"unknown policy {preview(policy)}: must be one of {choices}"
+        raise RequestError("spec.ipFamilyPolicy", problem)
     raw = spec.get("ipFamilies")
     if raw is None:
         raw = []
@@ -153,7 +159,8 @@ def _families(spec: Mapping[str, Any]) -> tuple[tuple[int, ...], bool, bool]:
     listed: list[int] = []
     for index, name in enumerate(raw):
         if name not in _FAMILY_NAMES:
-            raise RequestError(f"spec.ipFamilies[{index}]", f"unknown family {name!r}: must be IPv4 or IPv6")
+            problem = f"unknown family {preview(name)}: must be IPv4 or IPv6"
+            raise RequestError(f"spec.ipFamilies[{index}]", problem)
         if _FAMILY_NAMES[name] in listed:
             raise RequestError(f"spec.ipFamilies[{index}]", f"duplicate family {name}")
         listed.append(_FAMILY_NAMES[name])
@@ -189,13 +196,14 @@ def parse_service(service: Mapping[str, Any], namespace_labels: Mapping[str, str
         requested = _parse_ip_list(ips_annotation[1], _annotation_field(ips_annotation[0]))
     spec_ip = spec.get("loadBalancerIP")
     if spec_ip is not None and not isinstance(spec_ip, str):
-        raise RequestError("spec.loadBalancerIP", f"must be a string, got {spec_ip!r}")
+        raise RequestError("spec.loadBalancerIP", f"must be a string, got {preview(spec_ip)}")
     if spec_ip and spec_ip.strip():
         single = _parse_requested_ip(spec_ip.strip(), "spec.loadBalancerIP")
         if ips_annotation is not None and requested != (single,):
             raise RequestError(
                 "spec.loadBalancerIP",
-                f'"{spec_ip}" conflicts with {ips_annotation[0]} "{ips_annotation[1]}"; set only one',
+                f'"{shorten(spec_ip)}" conflicts with {ips_annotation[0]} "{shorten(ips_annotation[1])}"; '
+                "set only one",
             )
         requested = (single,)
     requested_field = _annotation_field(ips_annotation[0]) if ips_annotation else "spec.loadBalancerIP"
@@ -218,7 +226,7 @@ def parse_service(service: Mapping[str, Any], namespace_labels: Mapping[str, str
 
     policy = spec.get("externalTrafficPolicy") or "Cluster"
     if policy not in ("Cluster", "Local"):
-        raise RequestError("spec.externalTrafficPolicy", f"must be Cluster or Local, got {policy!r}")
+        raise RequestError("spec.externalTrafficPolicy", f"must be Cluster or Local, got {preview(policy)}")
 
     return ServiceRequest(
         key=f"{namespace}/{name}",

@@ -9,23 +9,18 @@ sees the 403 and the Service left pending, so it can fail. The controller may no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
-from lab.apiserver.process import ApiServerProcess
-from tests.conftest import Kubectl, make_kubectl
+from tests.controller.conftest import InClusterController, RbacCluster
 from tests.controller.helpers import (
     CONFIG,
     apply,
     get_json,
     service_ips,
-    start_in_cluster_controller,
-    stop_process,
     wait_event,
     wait_for,
     wait_ips,
@@ -34,80 +29,7 @@ from tests.tutorial import TUTORIAL_DIR
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
-CONTROLLER_USER = "system:serviceaccount:metallb-system:ironlb-controller"
-CONTROLLER_TOKEN = "ilbt-controller-token-6a1f0c2e9b"
 SHIPPED_RBAC = CONFIG / "controller-rbac.yaml"
-
-
-@dataclass
-class RbacCluster:
-    server: ApiServerProcess
-    kubectl: Kubectl
-    directory: Path
-
-    def denials(self, user: str = CONTROLLER_USER) -> list[str]:
-        """The server's `event=forbidden` log lines for `user`."""
-        assert self.server.log_file is not None
-        text = self.server.log_file.read_text() if self.server.log_file.exists() else ""
-        return [line for line in text.splitlines() if "event=forbidden" in line and f"user={user} " in line]
-
-
-@pytest.fixture
-def rbac_cluster(tmp_path: Path) -> Iterator[RbacCluster]:
-    tokens = tmp_path / "tokens.csv"
-    groups = "system:serviceaccounts,system:serviceaccounts:metallb-system"
-    tokens.write_text(f'{CONTROLLER_TOKEN},{CONTROLLER_USER},ilbt-uid,"{groups}"\n')
-    server = ApiServerProcess(
-        data_dir=tmp_path / "apiserver",
-        extra_args=["--authorization-mode", "RBAC", "--token-auth-file", str(tokens)],
-    )
-    server.start()
-    try:
-        kubectl = make_kubectl(server.kubeconfig)  # the admin: system:masters
-        apply(kubectl, CONFIG / "namespace.yaml")
-        apply(kubectl, CONFIG / "crd")
-        wait_for(
-            "metallb.io CRDs served",
-            lambda: kubectl("get", "ipaddresspools,l2advertisements", "-A", check=False).returncode == 0,
-        )
-        yield RbacCluster(server, kubectl, tmp_path)
-    finally:
-        server.stop()
-        server.cleanup()
-        if server.log_file is not None and server.log_file.exists():
-            print(f"--- API server log (tail) ---\n{server.log_file.read_text()[-3000:]}")
-
-
-@dataclass
-class Controller:
-    log_file: Path
-    alive: Callable[[], bool]
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-
-
-@pytest.fixture
-def in_cluster_controller(rbac_cluster: RbacCluster) -> Iterator[Callable[[], Controller]]:
-    """start() -> the controller, in-cluster, authenticated by its service account's token; stopped at the
-    end."""
-    started: list[Any] = []
-
-    def start() -> Controller:
-        server = rbac_cluster.server
-        assert server.data_dir is not None
-        log_file = rbac_cluster.directory / "controller.log"
-        ca_file = server.data_dir / "pki" / "ca.crt"
-        workdir = rbac_cluster.directory
-        proc = start_in_cluster_controller(server.port, ca_file, CONTROLLER_TOKEN, workdir, log_file)
-        started.append(proc)
-        return Controller(log_file, lambda: proc.poll() is None)
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            stop_process(proc)
 
 
 def shipped_rbac() -> list[dict[str, Any]]:
@@ -115,7 +37,7 @@ def shipped_rbac() -> list[dict[str, Any]]:
 
 
 def test_controller_works_with_exactly_the_shipped_rbac(
-    rbac_cluster: RbacCluster, in_cluster_controller: Callable[[], Controller]
+    rbac_cluster: RbacCluster, in_cluster_controller: Callable[..., InClusterController]
 ) -> None:
     service_verbs = {
         verb
@@ -162,7 +84,7 @@ def test_controller_works_with_exactly_the_shipped_rbac(
 
 
 def test_one_missing_rule_is_caught(
-    rbac_cluster: RbacCluster, in_cluster_controller: Callable[[], Controller]
+    rbac_cluster: RbacCluster, in_cluster_controller: Callable[..., InClusterController]
 ) -> None:
     """Without `patch services/status` the controller is denied, and the Service stays pending."""
     docs = shipped_rbac()

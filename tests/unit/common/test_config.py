@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import tracemalloc
 from typing import Any
 
 import pytest
 
 from common.config import (
+    MAX_CONFIG_CHARACTERS,
     ConfigProblem,
     build_config,
     parse_address_range,
@@ -523,3 +525,81 @@ def test_addresses_metallb_rejects(entry: str, expected: str) -> None:
     pool = {"metadata": {"name": "p", "namespace": "metallb-system"}, "spec": {"addresses": addresses}}
     with pytest.raises(ConfigError, match=r"spec\.addresses\[0\]"):
         parse_ip_address_pool(pool)
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """The classic "billion laughs": 9 aliases of 9 aliases ... in a section ironlb ignores, then used where
+    the parser must report the value (a list where a boolean belongs): 428 bytes, 9^9 nodes expanded."""
+    names = "abcdefghijklmnop"
+    lines = ["peers:", '- &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"- &{names[i]} [" + ",".join([f"*{names[i - 1]}"] * 9) + "]" for i in range(1, levels)]
+    pool = f"{{name: p, protocol: layer2, addresses: [10.0.0.0/24], auto-assign: *{names[levels - 1]}}}"
+    lines += ["address-pools:", f"- {pool}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_rejected_within_bounded_memory() -> None:
+    """Before: the error message's repr of the value expanded it, a MemoryError at 1.4 GB."""
+    text = _alias_bomb()
+    assert len(text) < 600
+    tracemalloc.start()
+    try:
+        message = cm_error(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "aliases expand the document to more than 100000 nodes" in message, message
+    assert peak < 5_000_000, f"{peak} bytes"
+
+
+def test_aliases_that_stay_small_are_fine_and_errors_quote_little() -> None:
+    text = _alias_bomb(levels=3)  # 9^3 nodes: accepted by the loader, then refused as a boolean
+    message = cm_error(text)
+    assert "address-pools[0].auto-assign: must be a boolean, got list" in message
+    assert len(message) < 300, message
+    assert "an alias refers to a node that contains it" in cm_error("peers: &a [*a]\n")
+
+
+def test_config_size_is_capped() -> None:
+    padding = "#" + "x" * MAX_CONFIG_CHARACTERS + "\n"
+    assert f"more than {MAX_CONFIG_CHARACTERS} accepted" in cm_error(padding + TUTORIAL)
+    assert len(cm_error(padding + TUTORIAL)) < 300
+
+
+LONG = "z" * 100_000
+POOL = "address-pools:\n- name: a\n  protocol: layer2\n  addresses: [10.0.0.0/24]\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{POOL}  ? {LONG}\n  : 1\n",  # an unknown field named by a 100,000-character key
+        f"? {LONG}\n: 1\n",
+        f"address-pools:\n- {{name: a, protocol: layer2, addresses: ['{LONG}']}}\n",
+        f"{POOL}  auto-assign: {LONG}\n",
+        f"{POOL}  avoid-buggy-ips: [{', '.join([LONG[:1000]] * 100)}]\n",
+    ],
+)
+def test_errors_never_quote_a_whole_large_value(text: str) -> None:
+    message = cm_error(text)
+    assert len(message) < 400, message
+
+
+def test_ip_sharing_annotation_and_default() -> None:
+    spec = {"addresses": ["10.0.0.0/24"]}
+    annotated = ipap("a", spec)
+    annotated["metadata"]["annotations"] = {"ironlb.io/ip-sharing": "namespace"}
+    assert parse_ip_address_pool(annotated).ip_sharing == "namespace"
+    assert parse_ip_address_pool(ipap("a", spec)).ip_sharing == "cluster"
+    assert parse_ip_address_pool(ipap("a", spec), "namespace").ip_sharing == "namespace"
+    configmap = {"metadata": {"name": "config", "namespace": "metallb-system"}, "data": cm(TUTORIAL)}
+    other = ipap("b", {"addresses": ["10.1.0.0/24"]})
+    config = rebuild_config(configmap, [other], [], ip_sharing="namespace")
+    assert [(p.name, p.ip_sharing) for p in config.pools] == [("default", "namespace"), ("b", "namespace")]
+    annotated["metadata"]["annotations"] = {"ironlb.io/ip-sharing": "everyone"}
+    with pytest.raises(ConfigError) as info:
+        parse_ip_address_pool(annotated)
+    assert str(info.value) == (
+        "IPAddressPool metallb-system/a: metadata.annotations[ironlb.io/ip-sharing]: "
+        "must be \"cluster\" or \"namespace\", got 'everyone'"
+    )

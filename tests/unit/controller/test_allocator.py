@@ -4,6 +4,7 @@ restore, stats, and memory independent of the pool size."""
 from __future__ import annotations
 
 import tracemalloc
+from dataclasses import replace
 
 import pytest
 
@@ -187,7 +188,7 @@ def test_sharing_same_key_disjoint_ports() -> None:
     ("first", "second", "problem"),
     [
         ({"sharing_key": "k"}, {"sharing_key": None}, "allow-shared-ip is not set on both"),
-        ({"sharing_key": "k"}, {"sharing_key": "j"}, 'allow-shared-ip "j" differs from "k"'),
+        ({"sharing_key": "k"}, {"sharing_key": "j"}, "their allow-shared-ip keys differ"),
         ({"sharing_key": "k"}, {"sharing_key": "k", "ports": ((80, "TCP"),)}, "port 80/TCP is already"),
         (
             {"sharing_key": "k", "etp": "Cluster"},
@@ -425,3 +426,49 @@ def test_top_up_keeps_family_order() -> None:
     assert allocator.restore(request("ns/t", families=(6, 4)), [ip("10.0.0.1"), ip("fd00::1")]) == Assignment(
         "ns/t", (ip("fd00::1"), ip("10.0.0.1")), "p"
     )
+
+
+FOREIGN = 'cannot assign 10.0.0.0: "10.0.0.0" is already in use by a Service in another namespace'
+
+
+def test_a_refusal_never_names_another_namespace_or_any_key() -> None:
+    """The reason becomes an Event in the requester's namespace (issue 8: tenant A read tenant B's Service
+    name and sharing key in its own AllocationFailed event)."""
+    allocator = Allocator(config(pool("p", "10.0.0.0/30")))
+    allocator.assign(request("tenant-b/svc-b1", sharing_key="bob-secret-key"))
+    for second in (
+        request("tenant-a/svc-a1", requested=("10.0.0.0",), sharing_key="alice-key", ports=((443, "TCP"),)),
+        request("tenant-a/svc-a1", requested=("10.0.0.0",), sharing_key="bob-secret-key"),  # ports clash
+        request("tenant-a/svc-a1", requested=("10.0.0.0",)),
+    ):
+        reason = error_of(allocator, second)
+        assert reason == FOREIGN
+    # Within one namespace the holder may be named (its user can read it anyway), never the keys.
+    reason = error_of(allocator, request("tenant-b/svc-b2", requested=("10.0.0.0",), sharing_key="other"))
+    assert "tenant-b/svc-b1" in reason and "bob-secret-key" not in reason and "other" not in reason
+
+
+def test_namespace_ip_sharing_keeps_keys_within_one_namespace() -> None:
+    shared = pool("p", "10.0.0.0/30")
+    allocator = Allocator(config(replace(shared, ip_sharing="namespace")))
+    bob = allocator.assign(request("tenant-b/b1", sharing_key="k"))
+    # Alice guessed the key: under MetalLB's rule she would share Bob's IP; here she gets her own.
+    alice = allocator.assign(request("tenant-a/a1", sharing_key="k", ports=((443, "TCP"),)))
+    assert alice.ips != bob.ips
+    reason = error_of(allocator, request("tenant-a/a2", requested=(str(bob.ips[0]),), sharing_key="k"))
+    assert reason.endswith('another namespace (pool "p" shares IPs only between Services of one namespace)')
+    # Bob's own Services still share.
+    assert allocator.assign(request("tenant-b/b2", sharing_key="k", ports=((443, "TCP"),))).ips == bob.ips
+    checked(allocator)
+
+
+def test_narrowing_ip_sharing_keeps_the_first_holder() -> None:
+    shared = pool("p", "10.0.0.0/30")
+    allocator = Allocator(config(shared))
+    bob = allocator.assign(request("tenant-b/b1", sharing_key="k"))
+    alice = allocator.assign(request("tenant-a/a1", sharing_key="k", ports=((443, "TCP"),)))
+    assert alice.ips == bob.ips  # MetalLB's rule: the same key shares, whatever the namespace
+    withdrawn = allocator.set_config(config(replace(shared, ip_sharing="namespace")))
+    assert withdrawn == ["tenant-a/a1"]
+    assert allocator.assignment("tenant-b/b1") == bob
+    checked(allocator)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from common.errors import RequestError
+from common.services import MAX_ANNOTATION_VALUE
 from controller.requests import FamilyMismatch, holding_request, parse_service
 
 V4 = ipaddress.IPv4Address
@@ -84,6 +85,16 @@ def test_conflicting_prefixes(suffix: str) -> None:
     )
     assert message.startswith(f"metadata.annotations[metallb.io/{suffix}]: ")
     assert f"conflicts with metallb.universe.tf/{suffix}" in message
+    if suffix == "allow-shared-ip":  # sharing keys are secrets: never quoted
+        assert '"a"' not in message and '"b"' not in message, message
+
+
+@pytest.mark.parametrize("suffix", ["loadBalancerIPs", "address-pool", "allow-shared-ip"])
+def test_annotations_are_bounded(suffix: str) -> None:
+    message = request_error(service({f"metallb.io/{suffix}": "x" * (MAX_ANNOTATION_VALUE + 1)}))
+    assert message == f"metadata.annotations[metallb.io/{suffix}]: is longer than 1024 characters"
+    long_ips = "10.0.0.1," + "y" * 1000
+    assert len(request_error(service({"metallb.io/loadBalancerIPs": long_ips}))) < 200
 
 
 @pytest.mark.parametrize(
