@@ -95,6 +95,7 @@ class Kubelet:
         self.pods: dict[tuple[str, str], RunningPod] = {}
         self.rejected: dict[tuple[str, str], str] = {}  # pod key -> uid whose spec we cannot run
         self.retry_at: dict[tuple[str, str], float] = {}
+        self.terminating: dict[tuple[str, str], float] = {}  # deleted pods still serving -> until (monotonic)
         self.queue: queue.Queue[tuple[str, str]] = queue.Queue()
         self.stopping = threading.Event()
         self.node_uid = ""
@@ -136,6 +137,8 @@ class Kubelet:
                 self.sync_safely(key)
             now = time.monotonic()
             self.check_processes()
+            for ending in [k for k, until in self.terminating.items() if until <= now]:
+                self.queue.put(ending)
             if now >= next_lease:
                 self.renew_lease()
                 next_lease = now + self.lease_renew
@@ -272,6 +275,7 @@ class Kubelet:
         pod = self.informer.get(*key)
         running = self.pods.get(key)
         if pod is None:
+            self.terminating.pop(key, None)
             if running is not None:
                 log.info("event=pod_gone pod=%s/%s", *key)
                 self.teardown(running)
@@ -283,7 +287,13 @@ class Kubelet:
             running = None
         if meta.get("deletionTimestamp"):
             if running is not None:
+                # A preStop sleep keeps the pod serving (terminating) until it ends or the grace period does.
+                linger = self.terminating.setdefault(key, time.monotonic() + podspec.prestop_seconds(pod))
+                if time.monotonic() < linger:
+                    log.info("event=pod_terminating pod=%s/%s seconds=%.1f", *key, linger - time.monotonic())
+                    return
                 self.teardown(running)
+            self.terminating.pop(key, None)
             # The store marked it for graceful deletion: confirm, the way a kubelet finishes a pod.
             with contextlib.suppress(ApiError):
                 self.kube.delete(resource_path("v1", "pods", key[0], key[1]), grace_period=0, uid=uid)

@@ -66,6 +66,36 @@ def pod_ports(pod: Mapping[str, Any]) -> PodPorts:
     return PodPorts(tuple(tcp), tuple(udp), tuple(warnings))
 
 
+def prestop_seconds(pod: Mapping[str, Any]) -> float:
+    """How long a deleted pod keeps serving: its first container's preStop sleep (the native `sleep` action or
+    an exec of `sleep N`), within the grace period. The echo server stands in for a container that finishes
+    its in-flight work before it exits."""
+    spec = pod.get("spec") or {}
+    containers = spec.get("containers") or []
+    hook = (
+        (containers[0] if containers and isinstance(containers[0], dict) else {}).get("lifecycle") or {}
+    ).get("preStop") or {}
+    seconds: Any = (hook.get("sleep") or {}).get("seconds")
+    command = (hook.get("exec") or {}).get("command") or []
+    if (
+        seconds is None
+        and isinstance(command, list)
+        and len(command) == 2
+        and command[0] in ("sleep", "/bin/sleep")
+    ):
+        seconds = command[1]
+    try:
+        wanted = float(seconds) if seconds is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+    metadata = pod.get("metadata") or {}
+    grace = metadata.get("deletionGracePeriodSeconds", spec.get("terminationGracePeriodSeconds", 30))
+    try:
+        return max(0.0, min(wanted, float(grace)))
+    except (TypeError, ValueError):
+        return max(0.0, wanted)
+
+
 def short_hash(text: str, length: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
@@ -142,23 +172,45 @@ class RunState:
     waiting_message: str = ""
 
 
+KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+
+
+def readiness_gates_pass(pod: Mapping[str, Any]) -> bool:
+    """Every spec.readinessGates condition is True in the pod's status (set by whoever owns the gate)."""
+    gates = [
+        g.get("conditionType")
+        for g in (pod.get("spec") or {}).get("readinessGates") or []
+        if isinstance(g, dict)
+    ]
+    conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+    return all(conditions.get(gate) == "True" for gate in gates)
+
+
 def pod_status(pod: Mapping[str, Any], state: RunState, host_ips: Sequence[str], now: str) -> dict[str, Any]:
-    """The pod's status subresource as a real kubelet would write it."""
+    """The pod's status subresource as a real kubelet would write it. Ready also needs every readiness gate
+    (spec.readinessGates) True; conditions the kubelet does not own (the gates') are kept as they are."""
     old = pod.get("status") or {}
     running = state.started_at is not None and not state.waiting_reason
     not_ready_reason = "ContainersNotReady"
     sandbox = state.addresses is not None
+    gates = readiness_gates_pass(pod)
+    previous = old.get("conditions") or []
     conditions = _conditions(
-        old.get("conditions") or [],
+        previous,
         [
             ("PodReadyToStartContainers", sandbox, ""),
             ("Initialized", True, ""),
-            ("Ready", state.ready, not_ready_reason),
+            (
+                "Ready",
+                state.ready and gates,
+                not_ready_reason if not state.ready else "ReadinessGatesNotReady",
+            ),
             ("ContainersReady", state.ready, not_ready_reason),
             ("PodScheduled", True, ""),
         ],
         now,
     )
+    conditions += [dict(c) for c in previous if c.get("type") not in KUBELET_CONDITIONS]
     statuses = []
     for container in (pod.get("spec") or {}).get("containers") or []:
         name = str(container.get("name") or "")

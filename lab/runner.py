@@ -37,6 +37,8 @@ from lab.supervisor import Supervisor, find_marked_processes, is_running, signal
 from lab.topology import (
     DEFAULT_STATE_ROOT,
     POD_BRIDGE,
+    SERVICE_CIDR,
+    SERVICE_CIDR6,
     LabNode,
     LabPlan,
     Topology,
@@ -64,7 +66,6 @@ def default_state_root() -> Path:
     return Path(os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT)
 
 
-SERVICE_CIDR_V6 = "fd00:10:96::/112"
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,8 @@ class Lab:
             "--bind-address", gateway,
             "--tls-san", gateway,
             # The lab's nodes and pods are dual-stack, so its Service network is too.
-            "--service-cluster-ip-range-v6", SERVICE_CIDR_V6,
+            "--service-cluster-ip-range", SERVICE_CIDR,
+            "--service-cluster-ip-range-v6", SERVICE_CIDR6,
         ]  # fmt: skip
         pid = self.supervisor.start("apiserver", api_argv, env=env)
         ready = self.supervisor.wait_for_line("apiserver", pid, _READY_RE, timeout=min(timeout, 30.0))

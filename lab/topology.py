@@ -59,6 +59,9 @@ DEFAULT_MGMT_IPV4 = "172.20.20.0/24"
 DEFAULT_MGMT_IPV6 = "3fff:172:20:20::/64"
 MGMT_IFACE = "eth0"
 POD_BRIDGE = "cbr0"
+# The API server's Service ranges (lab.runner starts it with these).
+SERVICE_CIDR = "10.96.0.0/12"
+SERVICE_CIDR6 = "fd00:10:96::/112"
 SWITCH_NETNS_SUFFIX = "sw"
 MGMT_BRIDGE_SUFFIX = "mgmt"
 IFNAMSIZ = 15
@@ -768,6 +771,12 @@ def render_node_commands(node: LabNode) -> list[str]:
             lines.append(f"addr add {node.pod_gateway6} dev {POD_BRIDGE} nodad")
     for route in node.routes:
         lines.append(f"route add {route.dest} via {route.via}")
+    if node.is_k8s_node and node.iface is not None:
+        # A real node reaches Service IPs through its default route, and its dataplane DNATs them on the
+        # way out; lab nodes have no default route, so the Service range gets one of its own.
+        lines.append(f"route add {SERVICE_CIDR} dev {node.iface}")
+        if node.ipv6 is not None:
+            lines.append(f"route add {SERVICE_CIDR6} dev {node.iface}")
     return lines
 
 

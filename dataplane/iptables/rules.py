@@ -41,7 +41,6 @@ KUBE_PROXY_CANARY = "KUBE-PROXY-CANARY"
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 # Chains kube-proxy's older versions made; --cleanup removes them too.
 LEGACY_CHAIN_PREFIXES = ("KUBE-XLB-",)
-LEGACY_CHAINS = ("KUBE-MARK-DROP", "KUBE-LOAD-BALANCER", "KUBE-FIREWALL-LEGACY")
 
 # Shared chains: every Service may add rules to them, so the writer edits them rule by rule.
 SHARED_CHAINS: tuple[tuple[str, str], ...] = (

@@ -162,3 +162,38 @@ def test_parse_labels() -> None:
     assert podspec.parse_labels("a=1, b=x=y,,c=") == {"a": "1", "b": "x=y", "c": ""}
     with pytest.raises(ValueError, match="'oops' is not key=value"):
         podspec.parse_labels("a=1,oops")
+
+
+def test_readiness_gates_hold_ready_until_their_condition_is_true() -> None:
+    state = podspec.RunState(PodAddresses("10.244.1.5", None, 24, None), "T0", True)
+    gated = pod([{"name": "c", "image": "i"}], readinessGates=[{"conditionType": "example.com/switch"}])
+    status = podspec.pod_status(gated, state, ["10.0.0.1"], "T1")
+    ready = {c["type"]: c for c in status["conditions"]}
+    assert ready["Ready"]["status"] == "False" and ready["Ready"]["reason"] == "ReadinessGatesNotReady"
+    assert ready["ContainersReady"]["status"] == "True"
+    # Whoever owns the gate sets its condition; the kubelet keeps it and turns Ready on.
+    gate = {"type": "example.com/switch", "status": "True"}
+    opened = {**gated, "status": {**status, "conditions": [*status["conditions"], gate]}}
+    again = podspec.pod_status(opened, state, ["10.0.0.1"], "T2")
+    conditions = {c["type"]: c for c in again["conditions"]}
+    assert conditions["Ready"]["status"] == "True" and conditions["example.com/switch"]["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("lifecycle", "grace", "seconds"),
+    [
+        ({"preStop": {"sleep": {"seconds": 5}}}, None, 5.0),
+        ({"preStop": {"exec": {"command": ["sleep", "7"]}}}, None, 7.0),
+        ({"preStop": {"sleep": {"seconds": 60}}}, 10, 10.0),
+        ({"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 5"]}}}, None, 0.0),
+        (None, None, 0.0),
+    ],
+)
+def test_prestop_seconds(lifecycle: Any, grace: int | None, seconds: float) -> None:
+    container: dict[str, Any] = {"name": "c"}
+    if lifecycle is not None:
+        container["lifecycle"] = lifecycle
+    body = pod([container])
+    if grace is not None:
+        body["metadata"]["deletionGracePeriodSeconds"] = grace
+    assert podspec.prestop_seconds(body) == seconds

@@ -1,0 +1,7 @@
+"""`python -m dataplane`: see dataplane.daemon."""
+
+import sys
+
+from dataplane.daemon import main
+
+sys.exit(main())
