@@ -20,7 +20,7 @@ from common.selectors import Requirement
 from lab.apiserver import crdvalidation, errors, validation
 from lab.apiserver.admission import mount_service_account_token
 from lab.apiserver.errors import ApiError, Cause
-from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, Registry, ResourceType
+from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, POD_KEY, Registry, ResourceType
 from lab.apiserver.selectors import FieldRequirement, fields_match, labels_match
 from lab.apiserver.store import Event, Key, Obj, Store
 
@@ -583,7 +583,13 @@ class Api:
         if dry_run:
             gone = not old["metadata"].get("finalizers") and rt.key != NAMESPACE_KEY
             return self._deleted(rt, old) if gone else self.out(rt, old)
-        result = self._delete_object(rt, old, str(options.get("propagationPolicy") or "Background"))
+        grace = options.get("gracePeriodSeconds")
+        result = self._delete_object(
+            rt,
+            old,
+            str(options.get("propagationPolicy") or "Background"),
+            grace if isinstance(grace, int) and not isinstance(grace, bool) else None,
+        )
         self.after_write()
         if self.store.get(rt.key, ns, name) is None:
             return self._deleted(rt, result)
@@ -627,12 +633,32 @@ class Api:
             self.after_write()
         return out
 
-    def _delete_object(self, rt: ResourceType, old: Obj, policy: str) -> Obj:
+    def _delete_object(self, rt: ResourceType, old: Obj, policy: str, grace: int | None = None) -> Obj:
         meta = old["metadata"]
+        # A pod bound to a node is deleted gracefully, as by the real storage: it stays, terminating, until
+        # its kubelet has stopped it and deletes it again with a grace period of 0.
+        graceful_pod = rt.key == POD_KEY and bool((old.get("spec") or {}).get("nodeName"))
         if meta.get("deletionTimestamp"):
-            return old  # already being deleted: waits for its finalizers
+            if graceful_pod and grace == 0 and not meta.get("finalizers"):
+                return self._really_delete(rt, old)
+            return old  # already being deleted: waits for its finalizers (or its kubelet)
         if rt.key == NAMESPACE_KEY:
             return self._delete_namespace(old)
+        if graceful_pod:
+            period = (
+                grace
+                if grace is not None
+                else (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            )
+            if isinstance(period, int) and period > 0:
+                marked = dict(old)
+                marked["metadata"] = dict(
+                    meta,
+                    deletionTimestamp=rfc3339(self.now() + datetime.timedelta(seconds=period)),
+                    deletionGracePeriodSeconds=period,
+                )
+                self.store.put(rt.key, marked)
+                return marked
         if meta.get("finalizers"):
             marked = dict(old)
             marked["metadata"] = dict(

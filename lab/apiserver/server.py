@@ -739,6 +739,8 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
     q = request.query
     if q.get("propagationPolicy"):
         options["propagationPolicy"] = q["propagationPolicy"]
+    if q.get("gracePeriodSeconds", "").lstrip("-").isdigit():
+        options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
     if q.get("orphanDependents") in ("true", "True", "1"):
         options.setdefault("propagationPolicy", "Orphan")
     if options.get("orphanDependents") is True:

@@ -429,3 +429,27 @@ def test_pod_binding_subresource(rest: Rest) -> None:
     assert again.status_code == 409 and 'already assigned to node "node1"' in again.json()["message"]
     resources = {r["name"]: r for r in rest.ok("GET", "/api/v1")["resources"]}
     assert resources["pods/binding"]["verbs"] == ["create"]
+
+
+def test_bound_pods_are_deleted_gracefully(rest: Rest) -> None:
+    """As the real storage: a pod on a node stays, terminating, until its kubelet deletes it with grace 0;
+    an unbound pod goes at once."""
+    pods = "/api/v1/namespaces/default/pods"
+
+    def pod(name: str, **spec: Any) -> dict[str, Any]:
+        body = {"containers": [{"name": "c", "image": "busybox"}], **spec}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": body}
+
+    rest.ok("POST", pods, pod("bound", nodeName="node1", terminationGracePeriodSeconds=45))
+    marked = rest.ok("DELETE", f"{pods}/bound")
+    assert marked["metadata"]["deletionGracePeriodSeconds"] == 45 and marked["metadata"]["deletionTimestamp"]
+    assert rest.ok("GET", f"{pods}/bound")["metadata"]["deletionGracePeriodSeconds"] == 45
+    options = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}
+    rest.ok("DELETE", f"{pods}/bound", options)
+    assert rest.request("GET", f"{pods}/bound").status_code == 404
+    rest.ok("POST", pods, pod("forced", nodeName="node1"))
+    rest.ok("DELETE", f"{pods}/forced", gracePeriodSeconds="0")
+    assert rest.request("GET", f"{pods}/forced").status_code == 404
+    rest.ok("POST", pods, pod("unbound"))
+    rest.ok("DELETE", f"{pods}/unbound")
+    assert rest.request("GET", f"{pods}/unbound").status_code == 404
