@@ -20,11 +20,10 @@ import subprocess
 
 from dataplane.iptables.kernel import VARIANTS, Iptables, IptablesError
 from dataplane.iptables.rules import (
-    CANARY_TABLES,
     FILTER,
-    JUMPS,
     KUBE_PROXY_CANARY,
     LEGACY_CHAIN_PREFIXES,
+    MANGLE,
     NAT,
     SERVICE_CHAIN_PREFIXES,
     TOP_CHAINS,
@@ -39,6 +38,13 @@ IPSET_PREFIX = "KUBE-"
 IPVS_CHAINS = {
     NAT: ("KUBE-NODE-PORT", "KUBE-LOAD-BALANCER"),
     FILTER: ("KUBE-SOURCE-RANGES-FIREWALL", "KUBE-IPVS-FILTER", "KUBE-IPVS-OUT-FILTER"),
+}
+
+
+BUILTIN_CHAINS = {
+    FILTER: ("INPUT", "FORWARD", "OUTPUT"),
+    NAT: ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    MANGLE: ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
 }
 
 
@@ -65,11 +71,11 @@ def cleanup_iptables(iptables: Iptables) -> tuple[int, int]:
     """(chains removed, failures) for one variant and family."""
     removed = failures = 0
     present = _tables(iptables)
-    for table in (FILTER, NAT, *[t for t in CANARY_TABLES if t not in (FILTER, NAT)]):
+    for table in (FILTER, NAT, MANGLE):
         if table not in present:
             continue
         lines: list[str] = []
-        for chain in sorted({jump.chain for jump in JUMPS if jump.table == table} | {"PREROUTING", "OUTPUT"}):
+        for chain in BUILTIN_CHAINS[table]:
             try:
                 rules = iptables.list_chain(table, chain) or []
             except IptablesError as exc:

@@ -157,3 +157,21 @@ def test_partial_restore_edits_only_the_changed_service():
     apply_partial(record, updates)
     assert ServiceKey("default", "other") not in record.services
     assert partial_restore(record, updates) == ""  # applied: nothing left to do
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name", "port", "protocol", "chain"),
+    [
+        # Chain names every kube-proxy cluster has, as `iptables-save` shows them there.
+        ("default", "kubernetes", "https", "TCP", "KUBE-SVC-NPX46M4PTMTKRN6Y"),
+        ("kube-system", "kube-dns", "dns", "UDP", "KUBE-SVC-TCOU7JCQXEZGVUNU"),
+        ("kube-system", "kube-dns", "dns-tcp", "TCP", "KUBE-SVC-ERIFXISQEP7F7OF4"),
+        ("kube-system", "kube-dns", "metrics", "TCP", "KUBE-SVC-JD5MR3NA4I4DYORP"),
+    ],
+)
+def test_chain_names_are_kube_proxys(namespace: str, name: str, port: str, protocol: str, chain: str) -> None:
+    from dataplane.iptables.rules import chain_base
+    from dataplane.model import ServicePort
+
+    service_port = ServicePort(ServiceKey(namespace, name), port, protocol, 4, "10.96.0.1", 443)
+    assert f"KUBE-SVC-{chain_base(service_port)}" == chain
