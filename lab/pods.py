@@ -65,8 +65,9 @@ def setup_network(net: PodNetwork) -> None:
             net.netns,
         )
         ip("-n", net.node_netns, "link", "set", net.host_veth, "master", net.bridge, "up")
-        # Hairpin, as the bridge CNI plugin's hairpinMode (and kubelet's hairpin-veth): a pod reaching its own
-        # Service is DNATed back to itself, and with bridge netfilter that frame leaves by the port it came in.
+        # Hairpin, as the bridge CNI plugin's hairpinMode (and kubelet's hairpin-veth): a pod reaching its
+        # own Service is DNATed back to itself, and with bridge netfilter that frame leaves by the port it
+        # came in.
         ip("-n", net.node_netns, "link", "set", net.host_veth, "type", "bridge_slave", "hairpin", "on")
         ip("-n", net.netns, "link", "set", "lo", "up")
         ip("-n", net.netns, "addr", "add", f"{net.addresses.ipv4}/{net.addresses.prefix4}", "dev", "eth0")
