@@ -12,6 +12,7 @@ IP address types).
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -153,8 +154,9 @@ def _endpoints(raw: Any, address_type: str, problems: list[SliceProblem]) -> tup
                 ready=ready,
                 serving=_condition(conditions, "serving", ready),
                 terminating=_condition(conditions, "terminating", False),
-                node_name=node_name if isinstance(node_name, str) else "",
-                zone=zone if isinstance(zone, str) else "",
+                # Interned: thousands of endpoints share a few node and zone names.
+                node_name=sys.intern(node_name) if isinstance(node_name, str) else "",
+                zone=sys.intern(zone) if isinstance(zone, str) else "",
             )
         )
     return tuple(endpoints)

@@ -20,12 +20,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from common.endpoints import slice_facts
 from dataplane.backend import MODES, Backend, NodeNetwork
 from dataplane.healthcheck import HealthCheckServers
 from dataplane.metrics import Metrics
+from dataplane.model import parse_service
 from dataplane.nodeinfo import node_network, parse_cidrs
 from dataplane.runner import SyncRunner
-from dataplane.sync import LoopOptions, SyncLoop
+from dataplane.sync import PARSED, LoopOptions, SyncLoop
 from dataplane.tracker import ChangeTracker
 from k8s.client import Client
 from k8s.events import EventRecorder
@@ -37,19 +39,6 @@ log = logging.getLogger("dataplane")
 
 # Services handled by another proxy are left alone, and headless ones never need rules (kube-proxy's filter).
 SERVICE_SELECTOR = "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"
-SERVICE_SPEC_FIELDS = (
-    "type",
-    "clusterIP",
-    "clusterIPs",
-    "ports",
-    "externalIPs",
-    "loadBalancerSourceRanges",
-    "sessionAffinity",
-    "sessionAffinityConfig",
-    "externalTrafficPolicy",
-    "internalTrafficPolicy",
-    "healthCheckNodePort",
-)
 METADATA_FIELDS = ("name", "namespace", "uid", "resourceVersion")
 
 
@@ -66,36 +55,13 @@ def _metadata(obj: Mapping[str, Any], labels: Sequence[str] = (), annotations: S
 
 
 def keep_service(obj: JSON) -> JSON:
-    """The fields of a Service the dataplane reads (the informer caches only these)."""
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    return {
-        "metadata": _metadata(obj),
-        "spec": {key: spec[key] for key in SERVICE_SPEC_FIELDS if key in spec},
-        "status": {"loadBalancer": status.get("loadBalancer") or {}},
-    }
+    """What the informer caches of a Service: its metadata and the parsed ports (not the JSON)."""
+    return {"metadata": _metadata(obj), PARSED: parse_service(obj)}
 
 
 def keep_slice(obj: JSON) -> JSON:
-    """What the dataplane reads of an EndpointSlice: one address per endpoint, conditions, node, zone."""
-    endpoints = []
-    for endpoint in obj.get("endpoints") or []:
-        if not isinstance(endpoint, Mapping):
-            continue
-        kept = {key: endpoint[key] for key in ("conditions", "nodeName", "zone") if key in endpoint}
-        addresses = endpoint.get("addresses")
-        kept["addresses"] = addresses[:1] if isinstance(addresses, list) else addresses
-        endpoints.append(kept)
-    return {
-        "metadata": _metadata(
-            obj,
-            labels=("kubernetes.io/service-name",),
-            annotations=("endpoints.kubernetes.io/last-change-trigger-time",),
-        ),
-        "addressType": obj.get("addressType"),
-        "ports": obj.get("ports"),
-        "endpoints": endpoints,
-    }
+    """What the informer caches of an EndpointSlice: its metadata and the parsed endpoints."""
+    return {"metadata": _metadata(obj), PARSED: slice_facts(obj)}
 
 
 def keep_node(obj: JSON) -> JSON:

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from dataplane.model import ServiceKey
-from dataplane.tracker import Snapshot
+from dataplane.model import ServiceInfo, ServiceKey
 
 log = logging.getLogger("dataplane.healthcheck")
 
@@ -33,22 +32,18 @@ class HealthCheck:
     local_endpoints: int
 
 
-def health_checks(snapshot: Snapshot) -> dict[int, HealthCheck]:
-    """Per healthCheckNodePort: its Service and how many ready endpoints run on this node (distinct pod IPs,
-    the larger count of the two families, so a dual-stack pod counts once)."""
-    checks: dict[int, HealthCheck] = {}
-    for key, info in snapshot.services.items():
-        port = next((p.health_check_node_port for p in info.ports if p.health_check_node_port), 0)
-        if not port:
-            continue
-        by_family: dict[int, set[str]] = {}
-        for service_port, endpoints in info.port_endpoints():
-            local = {ep.ip for ep in endpoints if ep.local and ep.ready}
-            by_family.setdefault(service_port.family, set()).update(local)
-        count = max((len(ips) for ips in by_family.values()), default=0)
-        if port not in checks:  # two Services on one port: the API forbids it; first one wins
-            checks[port] = HealthCheck(key, port, count)
-    return checks
+def health_check(info: ServiceInfo) -> HealthCheck | None:
+    """The Service's healthCheckNodePort and how many of its ready endpoints run on this node (distinct pod
+    IPs, the larger count of the two families, so a dual-stack pod counts once); None without a port."""
+    port = next((p.health_check_node_port for p in info.ports if p.health_check_node_port), 0)
+    if not port:
+        return None
+    by_family: dict[int, set[str]] = {}
+    for service_port, endpoints in info.port_endpoints():
+        by_family.setdefault(service_port.family, set()).update(
+            ep.ip for ep in endpoints if ep.local and ep.ready
+        )
+    return HealthCheck(info.key, port, max((len(ips) for ips in by_family.values()), default=0))
 
 
 def response(check: HealthCheck, proxy_healthy: bool) -> tuple[int, dict[str, str], bytes]:

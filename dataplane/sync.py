@@ -20,15 +20,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common.endpoints import EndpointSliceFacts
 from dataplane import conntrack
 from dataplane.backend import Backend, NodeNetwork, SyncError
-from dataplane.healthcheck import HealthCheckServers, health_checks
+from dataplane.healthcheck import HealthCheck, HealthCheckServers, health_check
 from dataplane.metrics import Metrics
-from dataplane.model import ServiceKey
+from dataplane.model import ParsedService, ServiceKey
 from dataplane.selection import select
 from dataplane.tracker import ChangeTracker, Snapshot
 
 log = logging.getLogger("dataplane.sync")
+
+# Where an informer's transform puts the parsed Service or EndpointSlice (so its cache holds only that).
+PARSED = "ironlb.io/parsed"
 
 
 @dataclass
@@ -74,6 +78,8 @@ class SyncLoop:
         self._last_full = 0.0
         self._programmed = Snapshot(tracker.node, {})
         self._reported: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        self._no_local: dict[ServiceKey, tuple[int, int]] = {}
+        self._health: dict[ServiceKey, HealthCheck] = {}
         # Health: when the oldest change not yet synced was queued (None: none pending), last success.
         self._pending_since: float | None = None
         self._last_success: float | None = None
@@ -97,7 +103,11 @@ class SyncLoop:
                     ("Service", str(metadata.get("namespace")), str(metadata.get("name"))), None
                 )
             else:
-                parsed = self.tracker.update_service(obj, self.wall_clock())
+                parsed = obj.get(PARSED)
+                if isinstance(parsed, ParsedService):
+                    self.tracker.set_service(parsed, self.wall_clock())
+                else:
+                    parsed = self.tracker.update_service(obj, self.wall_clock())
                 self._report("Service", obj, tuple(str(p) for p in parsed.problems))
             pending = self.tracker.pending
             if pending:
@@ -113,7 +123,11 @@ class SyncLoop:
                     str(metadata.get("namespace") or ""), str(metadata.get("name")), self.wall_clock()
                 )
             else:
-                facts = self.tracker.update_slice(obj, self.wall_clock())
+                facts = obj.get(PARSED)
+                if isinstance(facts, EndpointSliceFacts):
+                    self.tracker.set_slice(facts, self.wall_clock())
+                else:
+                    facts = self.tracker.update_slice(obj, self.wall_clock())
                 self._report("EndpointSlice", obj, tuple(str(p) for p in facts.problems))
             pending = self.tracker.pending
             if pending:
@@ -210,7 +224,7 @@ class SyncLoop:
             self.metrics.programming_duration.observe(max(0.0, wall - trigger))
         self.metrics.last_sync.set(wall)
         self.metrics.services.set(len(changes.snapshot.services))
-        self._count_no_local(changes.snapshot)
+        self._refresh_facts(changes.snapshot, None if report.full else changes.changed)
         log.info(
             "event=synced full=%s services=%d changed=%d seconds=%.3f %s",
             report.full,
@@ -236,15 +250,34 @@ class SyncLoop:
             keys = conntrack.changed_keys(previous, snapshot, changed)
             conntrack.flush(conntrack.stale_flows(previous, snapshot, keys))
         if self.health is not None:
-            self.health.update(health_checks(snapshot))
+            checks: dict[int, HealthCheck] = {}
+            for check in self._health.values():
+                checks.setdefault(check.port, check)
+            self.health.update(checks)
 
-    def _count_no_local(self, snapshot: Snapshot) -> None:
-        internal = external = 0
-        for port, endpoints in snapshot.ports():
-            sel = select(port, endpoints)
-            if sel.has_any and not sel.has_internal:
-                internal += 1
-            if sel.has_any and port.external_policy_local and not sel.has_external:
-                external += 1
-        self.metrics.no_local_endpoints.labels("internal").set(internal)
-        self.metrics.no_local_endpoints.labels("external").set(external)
+    def _refresh_facts(
+        self, snapshot: Snapshot, changed: set[ServiceKey] | frozenset[ServiceKey] | None
+    ) -> None:
+        """The per-Service facts behind the health checks and the no-local-endpoints gauge, recomputed only
+        for the Services that changed (a partial sync's cost must not grow with the number of Services)."""
+        keys = (
+            set(snapshot.services) | set(self._no_local) | set(self._health) if changed is None else changed
+        )
+        for key in keys:
+            info = snapshot.services.get(key)
+            self._no_local.pop(key, None)
+            self._health.pop(key, None)
+            if info is None:
+                continue
+            internal = external = 0
+            for port, endpoints in info.port_endpoints():
+                sel = select(port, endpoints)
+                internal += sel.has_any and not sel.has_internal
+                external += sel.has_any and port.external_policy_local and not sel.has_external
+            if internal or external:
+                self._no_local[key] = (internal, external)
+            check = health_check(info)
+            if check is not None:
+                self._health[key] = check
+        self.metrics.no_local_endpoints.labels("internal").set(sum(i for i, _ in self._no_local.values()))
+        self.metrics.no_local_endpoints.labels("external").set(sum(e for _, e in self._no_local.values()))

@@ -110,7 +110,10 @@ class ChangeTracker:
         self._dirty[key] = when if previous is None else min(previous, when)
 
     def update_service(self, obj: Mapping[str, Any], now: float) -> ParsedService:
-        parsed = parse_service(obj)
+        return self.set_service(parse_service(obj), now)
+
+    def set_service(self, parsed: ParsedService, now: float) -> ParsedService:
+        """A Service, already parsed (the daemon parses in the informer's transform and caches only that)."""
         if self._services.get(parsed.key) != parsed:
             self._services[parsed.key] = parsed
             self._touch(parsed.key, now)
@@ -122,7 +125,10 @@ class ChangeTracker:
             self._touch(key, now)
 
     def update_slice(self, obj: Mapping[str, Any], now: float) -> EndpointSliceFacts:
-        facts = slice_facts(obj)
+        return self.set_slice(slice_facts(obj), now)
+
+    def set_slice(self, facts: EndpointSliceFacts, now: float) -> EndpointSliceFacts:
+        """An EndpointSlice, already parsed."""
         slice_id = (facts.namespace, facts.name)
         owner = self._slice_owner.get(slice_id)
         key = ServiceKey(facts.namespace, facts.service) if facts.service else None

@@ -12,12 +12,19 @@ chains an earlier run left for Services that are gone; after that the kernel is 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Set
+from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field, replace
 
 from dataplane.backend import NodeNetwork, SyncError, SyncReport
 from dataplane.iptables.kernel import Iptables, IptablesError
-from dataplane.iptables.restore import Record, RecordMismatch, apply_partial, full_restore, partial_restore
+from dataplane.iptables.restore import (
+    Record,
+    RecordMismatch,
+    Written,
+    apply_partial,
+    full_restore_chunks,
+    partial_restore,
+)
 from dataplane.iptables.rules import (
     CANARY_TABLES,
     JUMPS,
@@ -166,22 +173,31 @@ class IptablesBackend:
                     iptables.family,
                     len(state.leftovers),
                 )
-        rendered: dict[ServiceKey, ServiceRules] = {}
-        for key, info in services.items():
-            rules = self._render(info, config)
-            if rules is not None:
-                rendered[key] = rules
+        written: dict[ServiceKey, Written] = {}
+
+        def rendered() -> Iterator[tuple[ServiceKey, ServiceRules]]:
+            # Rendered as the restore input is written, so only the record's digests stay in memory.
+            for key in sorted(services):
+                rules = self._render(services[key], config)
+                if rules is not None:
+                    written[key] = Written.of(rules)
+                    yield key, rules
+
         existing = {
             (jump.table, jump.chain): iptables.list_chain(jump.table, jump.chain) or [] for jump in JUMPS
         }
         stale = state.leftovers | state.record.chain_names()
         static = render_static(config)
-        text = full_restore(static, rendered, stale, missing_jumps(existing), self.services_per_transaction)
-        iptables.restore(text)
-        state.record.reset(static, rendered)
+        state.record.invalidate()
+        iptables.restore_chunks(
+            full_restore_chunks(
+                static, rendered(), stale, missing_jumps(existing), self.services_per_transaction
+            )
+        )
+        state.record.reset(static, written)
         state.config = config
         state.leftovers = set()
-        return len(rendered)
+        return len(written)
 
     def _partial(
         self,

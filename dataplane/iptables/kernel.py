@@ -8,10 +8,13 @@ using the node's is what makes our rules meet the node's other rules.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import re
 import subprocess
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 log = logging.getLogger("dataplane.iptables")
@@ -46,6 +49,46 @@ class Iptables:
         result = _run([self._tool("-restore"), "-w", "5", "--noflush"], text, timeout=TIMEOUT)
         if result.returncode != 0:
             raise IptablesError(f"{self._tool('-restore')}: {describe_failure(result.stderr, text)}")
+
+    def restore_chunks(self, chunks: Iterable[str]) -> None:
+        """iptables-restore --noflush of input produced as it is written (a full sync of thousands of Services
+        never holds its whole text); raises IptablesError naming the failing line when it can."""
+        recent: collections.deque[tuple[int, str]] = collections.deque(maxlen=16)
+        line = 1
+        with tempfile.TemporaryFile("w+") as errors:
+            try:
+                proc = subprocess.Popen(
+                    [self._tool("-restore"), "-w", "5", "--noflush"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    text=True,
+                )
+            except OSError as exc:
+                raise IptablesError(f"{self._tool('-restore')}: {exc}") from exc
+            assert proc.stdin is not None
+            try:
+                for chunk in chunks:
+                    recent.append((line, chunk))
+                    line += chunk.count("\n")
+                    proc.stdin.write(chunk)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # it stopped reading: its exit status and stderr say why
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            try:
+                code = proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.wait()
+                raise IptablesError(f"{self._tool('-restore')}: timed out") from exc
+            errors.seek(0)
+            stderr = errors.read()
+        if code != 0:
+            raise IptablesError(f"{self._tool('-restore')}: {describe_failure(stderr, recent)}")
 
     def check(self, text: str) -> str | None:
         """Parse `text` without applying it (iptables-restore --test); the error, or None."""
@@ -92,15 +135,18 @@ def nft_chain_names(listing: str, table: str) -> set[str]:
     return names
 
 
-def describe_failure(stderr: str, text: str) -> str:
-    """iptables-restore's error, with the input line it names (kube-proxy logs it the same way)."""
+def describe_failure(stderr: str, text: str | Iterable[tuple[int, str]]) -> str:
+    """iptables-restore's error, with the input line it names (kube-proxy logs it the same way). `text` is
+    the whole input, or the last chunks written with the number of their first line."""
     message = stderr.strip().splitlines()[-1] if stderr.strip() else "failed"
     match = re.search(r"line (\d+)", stderr)
     if match:
-        lines = text.splitlines()
         number = int(match.group(1))
-        if 0 < number <= len(lines):
-            message += f" (line {number}: {lines[number - 1]!r})"
+        for first, chunk in [(1, text)] if isinstance(text, str) else text:
+            lines = chunk.splitlines()
+            if first <= number < first + len(lines):
+                message += f" (line {number}: {lines[number - first]!r})"
+                break
     return message
 
 

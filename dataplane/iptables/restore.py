@@ -21,11 +21,11 @@ syncs agree, and it is the order in which iptables-nft's chain-name list inserti
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dataplane.iptables.rules import (
-    CANARY_TABLES,
     FILTER,
     KUBE_MARK_MASQ,
     KUBE_POSTROUTING,
@@ -51,63 +51,165 @@ def shared_sort_key(spec: str) -> SortKey:
     return (target, spec)
 
 
+def digest(specs: Iterable[str]) -> bytes:
+    """A chain's rules, as the record keeps them: enough to know whether they changed, in 8 bytes."""
+    return hashlib.blake2b("\n".join(specs).encode(), digest_size=8).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the record keeps of one Service: each owned chain's digest, and its shared rules as text (the
+    text is what `-D` needs)."""
+
+    chains: Mapping[str, bytes]
+    shared: Mapping[ChainRef, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, rules: ServiceRules) -> Written:
+        return cls({name: digest(specs) for name, specs in rules.chains.items()}, dict(rules.shared))
+
+
+NOTHING = Written({}, {})
+
+
 @dataclass
 class Record:
     """What this process wrote to one family's tables: the only source of truth for partial syncs (the kernel
     is never listed to find it). `valid` is False until a full sync succeeds, and again after any failure."""
 
     static: StaticRules | None = None
-    services: dict[ServiceKey, ServiceRules] = field(default_factory=dict)
+    services: dict[ServiceKey, Written] = field(default_factory=dict)
     # Each shared chain's rules as sort keys, ascending (the chain holds them in the reverse order).
     shared: dict[ChainRef, list[SortKey]] = field(default_factory=dict)
     valid: bool = False
 
     def chain_names(self) -> set[str]:
-        return {name for rules in self.services.values() for name in rules.chains}
+        return {name for written in self.services.values() for name in written.chains}
 
-    def reset(self, static: StaticRules, services: Mapping[ServiceKey, ServiceRules]) -> None:
+    def reset(self, static: StaticRules, services: Mapping[ServiceKey, ServiceRules | Written]) -> None:
         """After a successful full sync of exactly these rules."""
         self.static = static
-        self.services = dict(services)
-        self.shared = {ref: sorted(_shared_keys(services, ref)) for ref in SHARED_CHAINS}
+        self.services = {k: v if isinstance(v, Written) else Written.of(v) for k, v in services.items()}
+        self.shared = {
+            ref: sorted(
+                shared_sort_key(spec) for w in self.services.values() for spec in w.shared.get(ref, ())
+            )
+            for ref in SHARED_CHAINS
+        }
         self.valid = True
 
     def invalidate(self) -> None:
         self.valid = False
 
 
-def _shared_keys(services: Mapping[ServiceKey, ServiceRules], ref: ChainRef) -> list[SortKey]:
-    return [shared_sort_key(spec) for rules in services.values() for spec in rules.shared.get(ref, ())]
+class _Writer:
+    """Restore input as it is produced: `begin`/`end` frame a transaction; in merged mode one per table."""
+
+    def __init__(self, merge: bool) -> None:
+        self.merge = merge
+        self.open: str | None = None
+
+    def begin(self, table: str) -> str:
+        if self.open == table and self.merge:
+            return ""
+        head = self.end() + f"*{table}\n"
+        self.open = table
+        return head
+
+    def end(self) -> str:
+        if self.open is None:
+            return ""
+        self.open = None
+        return "COMMIT\n"
 
 
-class _Restore:
-    """One iptables-restore input, as a list of transactions (table, chains to declare, rule lines)."""
+def _lines(lines: Iterable[str]) -> str:
+    return "".join(line + "\n" for line in lines)
 
-    def __init__(self) -> None:
-        self.transactions: list[tuple[str, list[str], list[str]]] = []
 
-    def add(self, table: str, declare: Iterable[str], lines: Iterable[str]) -> None:
-        chains, body = list(declare), list(lines)
-        if chains or body:
-            self.transactions.append((table, chains, body))
+def full_restore_chunks(
+    static: StaticRules,
+    services: Iterable[tuple[ServiceKey, ServiceRules]],
+    stale_chains: Iterable[str] = (),
+    missing_jumps: Iterable[Jump] = (),
+    services_per_transaction: int | None = None,
+) -> Iterator[str]:
+    """Everything of ours, rewritten, as chunks of restore input; `services` is consumed as it goes (it may
+    render lazily), in its order. `services_per_transaction` None: one transaction per table."""
+    jumps = list(missing_jumps)
+    writer = _Writer(merge=services_per_transaction is None)
+    shared: dict[ChainRef, list[SortKey]] = {ref: [] for ref in SHARED_CHAINS}
+    owned: set[str] = set()
 
-    def text(self, merge: bool) -> str:
-        """The restore input; `merge` joins consecutive transactions on one table into one (declarations
-        first, as the format wants)."""
-        merged: list[tuple[str, list[str], list[str]]] = []
-        for table, chains, body in self.transactions:
-            if merge and merged and merged[-1][0] == table:
-                merged[-1][1].extend(chains)
-                merged[-1][2].extend(body)
-            else:
-                merged.append((table, list(chains), list(body)))
-        out: list[str] = []
-        for table, chains, body in merged:
-            out.append(f"*{table}")
-            out.extend(f":{chain} - [0:0]" for chain in chains)
-            out.extend(body)
-            out.append("COMMIT")
-        return "\n".join(out) + "\n" if out else ""
+    def jump_lines(table: str) -> list[str]:
+        # Each is inserted at position 1; in reverse, so they end up in kube-proxy's order.
+        return [f"-I {j.chain} 1 {j.spec}" for j in reversed(jumps) if j.table == table]
+
+    def fixed(table: str, chains: Iterable[str]) -> list[str]:
+        return [f"-A {chain} {spec}" for chain in chains for spec in static.chains.get((table, chain), ())]
+
+    def declare(chains: Iterable[str]) -> list[str]:
+        return [f":{chain} - [0:0]" for chain in chains]
+
+    def write_group(group: list[tuple[ServiceKey, ServiceRules]]) -> str:
+        # Declared in descending order (cheapest for iptables-nft), each chain then filled.
+        names = sorted((name for _, rules in group for name in rules.chains), reverse=True)
+        owned.update(names)
+        body = declare(names)
+        for _, rules in group:
+            for ref, specs in rules.shared.items():
+                shared[ref].extend(shared_sort_key(spec) for spec in specs)
+            body += [f"-A {chain} {spec}" for chain, specs in rules.chains.items() for spec in specs]
+        return writer.begin(NAT) + _lines(body)
+
+    # The chains every endpoint chain jumps to first; KUBE-SERVICES and KUBE-NODEPORTS, which make the
+    # service chains reachable, last; the filter table after the nat table (it needs every Service's rules).
+    targets = [KUBE_MARK_MASQ, KUBE_POSTROUTING]
+    yield writer.begin(NAT) + _lines(declare(targets) + fixed(NAT, targets))
+    size = services_per_transaction or 64
+    group: list[tuple[ServiceKey, ServiceRules]] = []
+    for item in services:
+        group.append(item)
+        if len(group) >= size:
+            yield write_group(group)
+            if services_per_transaction is not None:
+                yield writer.end()
+            group = []
+    if group:
+        yield write_group(group)
+        if services_per_transaction is not None:
+            yield writer.end()
+
+    def shared_lines(table: str) -> list[str]:
+        out = []
+        for ref_table, chain in SHARED_CHAINS:
+            if ref_table == table:
+                out += [f"-A {chain} {spec}" for _, spec in sorted(shared[(table, chain)], reverse=True)]
+        return out
+
+    entry = [chain for table, chain in static.chains if table == NAT and chain not in targets]
+    stale = sorted(set(stale_chains) - owned, reverse=True)
+    lines = declare([*entry, KUBE_PROXY_CANARY, *stale]) + fixed(NAT, entry) + shared_lines(NAT)
+    lines += [f"-A {KUBE_SERVICES} {spec}" for spec in static.services_tail]
+    lines += [f"-X {chain}" for chain in stale] + jump_lines(NAT)
+    yield writer.begin(NAT) + _lines(lines)
+    filter_chains = [chain for table, chain in static.chains if table == FILTER]
+    lines = declare([*filter_chains, KUBE_PROXY_CANARY]) + fixed(FILTER, filter_chains) + shared_lines(FILTER)
+    yield writer.begin(FILTER) + _lines(lines + jump_lines(FILTER))
+    yield writer.begin(MANGLE) + _lines(declare([KUBE_PROXY_CANARY]) + jump_lines(MANGLE))
+    yield writer.end()
+
+
+def full_restore(
+    static: StaticRules,
+    services: Mapping[ServiceKey, ServiceRules],
+    stale_chains: Iterable[str] = (),
+    missing_jumps: Iterable[Jump] = (),
+    services_per_transaction: int | None = None,
+) -> str:
+    """full_restore_chunks of a whole rendered snapshot (Services in key order), as one text."""
+    items = [(key, services[key]) for key in sorted(services)]
+    return "".join(full_restore_chunks(static, items, stale_chains, missing_jumps, services_per_transaction))
 
 
 class RecordMismatch(RuntimeError):
@@ -121,79 +223,17 @@ def _remove(current: list[SortKey], key: SortKey) -> None:
     current.pop(index)
 
 
-def full_restore(
-    static: StaticRules,
-    services: Mapping[ServiceKey, ServiceRules],
-    stale_chains: Iterable[str] = (),
-    missing_jumps: Iterable[Jump] = (),
-    services_per_transaction: int | None = None,
-) -> str:
-    """Everything of ours, rewritten. `services_per_transaction` None: one transaction per table."""
-    restore = _Restore()
-    jumps = list(missing_jumps)
-
-    def jump_lines(table: str) -> list[str]:
-        # Each is inserted at position 1; in reverse, so they end up in kube-proxy's order.
-        return [f"-I {j.chain} 1 {j.spec}" for j in reversed(jumps) if j.table == table]
-
-    def fixed(table: str, chains: Iterable[str]) -> list[str]:
-        return [f"-A {chain} {spec}" for chain in chains for spec in static.chains.get((table, chain), ())]
-
-    def shared(table: str, chain: str) -> list[str]:
-        keys = sorted(_shared_keys(services, (table, chain)), reverse=True)
-        return [f"-A {chain} {spec}" for _, spec in keys]
-
-    filter_chains = [chain for table, chain in static.chains if table == FILTER]
-    filter_lines = fixed(FILTER, filter_chains)
-    for table, chain in SHARED_CHAINS:
-        if table == FILTER:
-            filter_lines += shared(FILTER, chain)
-    restore.add(FILTER, [*filter_chains, KUBE_PROXY_CANARY], filter_lines + jump_lines(FILTER))
-
-    # The chains every endpoint chain jumps to come first; KUBE-SERVICES and KUBE-NODEPORTS, which make the
-    # service chains reachable, last.
-    targets = [KUBE_MARK_MASQ, KUBE_POSTROUTING]
-    restore.add(NAT, targets, fixed(NAT, targets))
-    keys = sorted(services)
-    group = services_per_transaction or max(len(keys), 1)
-    for start in range(0, len(keys), group):
-        chunk = keys[start : start + group]
-        # Declared in descending order, and each chain's rules written as in `services`' order per Service.
-        names = sorted((name for key in chunk for name in services[key].chains), reverse=True)
-        lines = [
-            f"-A {chain} {spec}"
-            for key in chunk
-            for chain, specs in services[key].chains.items()
-            for spec in specs
-        ]
-        restore.add(NAT, names, lines)
-    entry = [chain for table, chain in static.chains if table == NAT and chain not in targets]
-    lines = fixed(NAT, entry)
-    for table, chain in SHARED_CHAINS:
-        if table == NAT:
-            lines += shared(NAT, chain)
-    lines += [f"-A {KUBE_SERVICES} {spec}" for spec in static.services_tail]
-    owned = {name for rules in services.values() for name in rules.chains}
-    stale = sorted(set(stale_chains) - owned, reverse=True)
-    lines += [f"-X {chain}" for chain in stale]
-    restore.add(NAT, [*entry, KUBE_PROXY_CANARY, *stale], lines + jump_lines(NAT))
-    restore.add(MANGLE, [KUBE_PROXY_CANARY], jump_lines(MANGLE))
-    assert set(CANARY_TABLES) == {FILTER, NAT, MANGLE}
-    return restore.text(merge=services_per_transaction is None)
-
-
 def partial_restore(record: Record, updates: Mapping[ServiceKey, ServiceRules | None]) -> str:
     """Only what `updates` changes relative to `record` (None: the Service is gone). Does not change `record`:
     call `apply_partial` once the restore succeeded."""
-    restore = _Restore()
     declare: list[str] = []
     lines: list[str] = []
     removed: list[str] = []
     for key in sorted(updates):
-        old = record.services.get(key) or ServiceRules()
+        old = record.services.get(key) or NOTHING
         new = updates[key] or ServiceRules()
         for chain, specs in new.chains.items():
-            if old.chains.get(chain) != specs:
+            if old.chains.get(chain) != digest(specs):
                 declare.append(chain)
                 lines.extend(f"-A {chain} {spec}" for spec in specs)
         for chain in old.chains:
@@ -211,9 +251,15 @@ def partial_restore(record: Record, updates: Mapping[ServiceKey, ServiceRules | 
             index = bisect.bisect_left(current, rule)
             current.insert(index, rule)
             edits[table].append(f"-I {chain} {len(current) - index} {rule[1]}")
-    restore.add(FILTER, [], edits[FILTER])
-    restore.add(NAT, declare, lines + edits[NAT] + [f"-X {chain}" for chain in removed])
-    return restore.text(merge=True)
+    text = ""
+    if edits[FILTER]:
+        text += f"*{FILTER}\n" + _lines(edits[FILTER]) + "COMMIT\n"
+    nat = (
+        [f":{chain} - [0:0]" for chain in declare] + lines + edits[NAT] + [f"-X {chain}" for chain in removed]
+    )
+    if nat:
+        text += f"*{NAT}\n" + _lines(nat) + "COMMIT\n"
+    return text
 
 
 def _shared_changes(
@@ -225,7 +271,7 @@ def _shared_changes(
         old: list[str] = []
         new: list[str] = []
         for key, rules in updates.items():
-            old.extend((record.services.get(key) or ServiceRules()).shared.get(ref, ()))
+            old.extend((record.services.get(key) or NOTHING).shared.get(ref, ()))
             new.extend((rules or ServiceRules()).shared.get(ref, ()))
         gone = _minus(old, new)
         added = _minus(new, old)
@@ -260,4 +306,4 @@ def apply_partial(record: Record, updates: Mapping[ServiceKey, ServiceRules | No
         if rules is None or not (rules.chains or rules.shared):
             record.services.pop(key, None)
         else:
-            record.services[key] = rules
+            record.services[key] = Written.of(rules)

@@ -1,0 +1,305 @@
+"""Benchmark of the dataplane's iptables mode (a script, not a test). Run as root.
+
+    python -m bench.dataplane_iptables_bench [--services 1000,5000,10000] [--endpoints 10] [--updates 5]
+
+For each N, in fresh network namespaces made for the run (ilbtdb<hex>, deleted afterwards):
+
+- an embedded API server (in memory) holding N ClusterIP Services and N EndpointSlices of `--endpoints`
+  ready endpoints each, and the real daemon (`python -m dataplane --mode iptables`) watching it, all inside
+  one namespace (the API server listens on that namespace's loopback);
+- full sync: the daemon's first sync (its own `seconds=`: rendering, the built-in chains check, every
+  iptables-restore transaction), and the floor beside it: `iptables-restore` of the same rules from a file
+  into another fresh namespace, one plain transaction per table, in the same run (measured before and after
+  the daemon; the mean is the floor);
+- one-Service update: the endpoints of one Service replaced through the API, `--updates` times: the partial
+  sync's duration, and the time from the API write to the sync's log line;
+- RSS: the daemon's VmRSS after the updates, and its peak (VmHWM).
+
+Prints a Markdown table (and JSON with --json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.apiserver_bench import Client, cpu_model  # noqa: E402
+from dataplane.iptables.restore import full_restore  # noqa: E402
+from dataplane.iptables.rules import JUMPS, RenderConfig, render_service, render_static  # noqa: E402
+from dataplane.tracker import ChangeTracker  # noqa: E402
+from lab.apiserver.process import ApiServerProcess  # noqa: E402
+
+NODE = "bench-node"
+SYNCED = re.compile(r"event=synced full=(\w+) services=(\d+) changed=(\d+) seconds=([\d.]+)")
+
+
+def service(i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"svc-{i:05d}", "namespace": "default"},
+        "spec": {"selector": {"app": f"a{i}"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }
+
+
+def address(n: int) -> str:
+    return f"10.{128 + n // 65536}.{(n // 256) % 256}.{n % 256}"
+
+
+def endpoint_slice(i: int, endpoints: int, generation: int = 0) -> dict[str, Any]:
+    base = (i * endpoints + generation * 7) % (1 << 20)
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"svc-{i:05d}-x",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": f"svc-{i:05d}"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+        "endpoints": [
+            {
+                "addresses": [address(base + k)],
+                "conditions": {"ready": True},
+                "nodeName": "other-node",
+            }
+            for k in range(endpoints)
+        ],
+    }
+
+
+def node() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": NODE},
+        "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]},
+    }
+
+
+def status(pid: int) -> dict[str, float]:
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found
+
+
+def rules_file(objects: list[dict[str, Any]], path: Path) -> None:
+    """The rules the daemon writes for these objects, as one plain restore (the floor's input)."""
+    tracker = ChangeTracker(NODE)
+    for obj in objects:
+        (tracker.update_slice if obj["kind"] == "EndpointSlice" else tracker.update_service)(obj, 0.0)
+    snapshot = tracker.take().snapshot
+    config = RenderConfig(family=4, local_cidrs=("10.244.1.0/24",), comments=False)
+    rendered = {key: render_service(info, config) for key, info in snapshot.services.items()}
+    path.write_text(full_restore(render_static(config), rendered, missing_jumps=JUMPS))
+
+
+def netns(prefix: str = "ilbtdb") -> str:
+    name = f"{prefix}{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    return name
+
+
+def floor(path: Path) -> float:
+    """Seconds of a plain iptables-restore of `path` into a fresh namespace."""
+    name = netns()
+    try:
+        with path.open() as rules:
+            started = time.monotonic()
+            subprocess.run(["ip", "netns", "exec", name, "iptables-restore"], stdin=rules, check=True)
+            return time.monotonic() - started
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def wait_line(log: Path, after: int, pattern: re.Pattern[str], timeout: float) -> tuple[re.Match[str], float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text()[after:]
+        match = pattern.search(text)
+        if match:
+            return match, time.monotonic()
+        time.sleep(0.02)
+    raise RuntimeError(f"no {pattern.pattern!r} in {log} within {timeout}s")
+
+
+def inside(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs inside the benchmark's namespace: API server, objects, daemon, measurements."""
+    n, endpoints = args.services, args.endpoints
+    results: dict[str, Any] = {"services": n, "endpoints": endpoints}
+    with tempfile.TemporaryDirectory(prefix="ilbt-dpbench-") as tmpdir:
+        tmp = Path(tmpdir)
+        server = ApiServerProcess(None, log_file=tmp / "apiserver.log")
+        server.start()
+        daemon: subprocess.Popen[bytes] | None = None
+        try:
+            client = Client(server.kubeconfig, tmp)
+            client.call("POST", "/api/v1/nodes", node())
+            objects: list[dict[str, Any]] = []
+            started = time.monotonic()
+            for i in range(n):
+                objects.append(client.call("POST", "/api/v1/namespaces/default/services", service(i)))
+                objects.append(
+                    client.call(
+                        "POST",
+                        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+                        endpoint_slice(i, endpoints),
+                    )
+                )
+            results["populate_s"] = time.monotonic() - started
+            rules = tmp / "rules.txt"
+            rules_file(objects, rules)
+            results["rules_lines"] = len(rules.read_text().splitlines())
+            floors = [floor(rules)]
+            log = tmp / "dataplane.log"
+            env = dict(os.environ, PYTHONPATH=str(REPO))
+            started = time.monotonic()
+            with log.open("wb") as out:
+                daemon = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "dataplane",
+                        "--node",
+                        NODE,
+                        "--mode",
+                        "iptables",
+                        "--kubeconfig",
+                        str(server.kubeconfig),
+                        "--ip-families",
+                        "4",
+                        "--min-sync-period",
+                        "0",
+                        "--health-port",
+                        "0",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=REPO,
+                )
+            match, seen = wait_line(log, 0, SYNCED, timeout=3600)
+            results["full_sync_s"] = float(match.group(4))
+            results["start_to_first_sync_s"] = seen - started
+            results["synced_services"] = int(match.group(2))
+            floors.append(floor(rules))
+            results["floor_s"] = statistics.mean(floors)
+            results["floors_s"] = floors
+            updates, latencies = [], []
+            target = n // 2
+            for generation in range(1, args.updates + 1):
+                offset = len(log.read_text())
+                body = endpoint_slice(target, endpoints, generation)
+                path = f"/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/svc-{target:05d}-x"
+                current = client.call("GET", path)
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                written = time.monotonic()
+                client.call("PUT", path, body)
+                match, seen = wait_line(log, offset, SYNCED, timeout=120)
+                updates.append(float(match.group(4)))
+                latencies.append(seen - written)
+                time.sleep(0.2)
+            results["update_s"] = updates
+            results["update_latency_s"] = latencies
+            results.update(status(daemon.pid))
+        finally:
+            if daemon is not None:
+                daemon.terminate()
+                daemon.wait(30)
+            server.stop()
+            server.cleanup()
+    return results
+
+
+def run_one(n: int, endpoints: int, updates: int) -> dict[str, Any]:
+    name = netns()
+    try:
+        result = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                sys.executable,
+                "-m",
+                "bench.dataplane_iptables_bench",
+                "--inside",
+                "--services",
+                str(n),
+                "--endpoints",
+                str(endpoints),
+                "--updates",
+                str(updates),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-3000:])
+        return dict(json.loads(result.stdout.splitlines()[-1]))
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| Services × endpoints | full sync | floor (iptables-restore) | ratio "
+        "| one-Service update (median / max) | write → synced (median) | RSS (peak) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['services']:,} × {r['endpoints']} | {r['full_sync_s']:.2f} s | {r['floor_s']:.2f} s "
+            f"| {r['full_sync_s'] / r['floor_s']:.2f}× | {statistics.median(r['update_s']) * 1000:.0f} ms / "
+            f"{max(r['update_s']) * 1000:.0f} ms | {statistics.median(r['update_latency_s']) * 1000:.0f} ms "
+            f"| {r['VmRSS']:.0f} MB ({r['VmHWM']:.0f} MB) |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--services", default="1000,5000,10000")
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--updates", type=int, default=5)
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.inside:
+        args.services = int(args.services)
+        print(json.dumps(inside(args)))
+        return 0
+    results = []
+    for n in (int(x) for x in args.services.split(",")):
+        results.append(run_one(n, args.endpoints, args.updates))
+        print(json.dumps(results[-1]), file=sys.stderr)
+    load = os.getloadavg()[0]
+    print(f"Machine: nproc={os.cpu_count()}, CPU {cpu_model()}, load average {load:.1f}")
+    print(table(results))
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
