@@ -20,7 +20,7 @@ from common.selectors import Requirement
 from lab.apiserver import crdvalidation, errors, validation
 from lab.apiserver.admission import mount_service_account_token
 from lab.apiserver.errors import ApiError, Cause
-from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, POD_KEY, Registry, ResourceType
+from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, Registry, ResourceType
 from lab.apiserver.selectors import FieldRequirement, fields_match, labels_match
 from lab.apiserver.store import Event, Key, Obj, Store
 

@@ -185,7 +185,6 @@ GROUP_ORDER = [
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACE_KEY = ("", "namespaces")
-POD_KEY = ("", "pods")
 
 
 class Registry:
