@@ -51,13 +51,6 @@ class AddressRange:
             return False
         return int(self.first) <= int(ip) <= int(self.last)
 
-    def overlaps(self, other: AddressRange) -> bool:
-        return (
-            self.version == other.version
-            and int(self.first) <= int(other.last)
-            and int(other.first) <= int(self.last)
-        )
-
     def __str__(self) -> str:
         """CIDR notation when the range is exactly one prefix, else "first-last"."""
         networks = list(ipaddress.summarize_address_range(self.first, self.last))

@@ -43,3 +43,39 @@ def test_kind_and_api_version_of_the_object_win_over_defaults():
     assert "uid" not in body["involvedObject"]
     assert "reportingInstance" not in body
     assert body["source"] == {"component": "c"}
+
+
+def test_whole_event_body_with_only_the_required_arguments():
+    body = event_body(
+        {"metadata": {}}, event_type="Normal", reason="R", message="m", component="c", now=NOW
+    )
+    assert body == {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": ".", "namespace": "default"},
+        "involvedObject": {"apiVersion": "v1", "kind": "", "namespace": "default", "name": ""},
+        "reason": "R",
+        "message": "m",
+        "type": "Normal",
+        "count": 1,
+        "firstTimestamp": "2026-11-27T12:00:05Z",
+        "lastTimestamp": "2026-11-27T12:00:05Z",
+        "source": {"component": "c"},
+        "reportingComponent": "c",
+    }
+
+
+def test_event_times_are_utc_whatever_the_callers_zone():
+    two_hours_east = datetime.timezone(datetime.timedelta(hours=2))
+    local = datetime.datetime(2026, 11, 27, 14, 0, 5, tzinfo=two_hours_east)
+    body = event_body(
+        {"kind": "Node", "metadata": {"name": "n"}},
+        event_type="Normal",
+        reason="R",
+        message="m",
+        component="c",
+        now=local,
+        default_api_version="v9",
+    )
+    assert body["firstTimestamp"] == "2026-11-27T12:00:05Z"
+    assert body["involvedObject"]["apiVersion"] == "v9" and body["involvedObject"]["kind"] == "Node"

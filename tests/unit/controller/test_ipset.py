@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,20 @@ def test_huge_range_is_one_interval() -> None:
     for value in range(1000):
         s.discard(value)
     assert s.interval_count == 1 and s.lowest() == 1000
+
+
+def test_membership_at_the_edges_of_the_first_interval() -> None:
+    s = IntervalSet.from_ranges([(0, 5), (9, 9)])
+    assert 0 in s and 5 in s and 9 in s
+    assert 6 not in s and -1 not in s and 10 not in s
+
+
+def test_discard_front_refuses_a_value_outside_the_first_interval() -> None:
+    s = IntervalSet.from_ranges([(3, 5), (9, 9)])
+    with pytest.raises(ValueError) as info:
+        s.discard_front(9)
+    assert str(info.value) == "9 is not in the first interval [3, 5]"
+    assert list(s.intervals()) == [(3, 5), (9, 9)] and s.count == 4
 
 
 operations = st.lists(
