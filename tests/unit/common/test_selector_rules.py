@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from common.errors import ConfigError, RequestError, type_name
+from common.errors import ConfigError, RequestError, preview, type_name
 from common.selectors import Requirement, label_key_problem, label_value_problem, parse_label_selector
 
 KEY_NAME_RULE = (
@@ -21,11 +21,11 @@ VALUE_RULE = (
 
 def test_label_key_lengths_at_the_bounds() -> None:
     assert label_key_problem("a" * 63) is None
-    assert label_key_problem("a" * 64) == f"invalid label key {'a' * 64!r}: {KEY_NAME_RULE}"
+    assert label_key_problem("a" * 64) == f"invalid label key {preview('a' * 64)}: {KEY_NAME_RULE}"
     prefix = ".".join(["b" * 63] * 3) + "." + "c" * 61  # 253 characters
     assert len(prefix) == 253 and label_key_problem(f"{prefix}/app") is None
     assert label_key_problem(f"{prefix}c/app") == (
-        f"invalid label key {prefix + 'c/app'!r}: prefix must be a DNS subdomain"
+        f"invalid label key {preview(prefix + 'c/app')}: prefix must be a DNS subdomain"
     )
 
 
@@ -39,7 +39,7 @@ def test_label_key_parts_must_not_be_empty() -> None:
 def test_label_values_at_the_bounds() -> None:
     assert label_value_problem("") is None
     assert label_value_problem("v" * 63) is None
-    assert label_value_problem("v" * 64) == f"invalid label value {'v' * 64!r}: {VALUE_RULE}"
+    assert label_value_problem("v" * 64) == f"invalid label value {preview('v' * 64)}: {VALUE_RULE}"
     assert label_value_problem("-v") == f"invalid label value '-v': {VALUE_RULE}"
 
 
