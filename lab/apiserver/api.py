@@ -14,10 +14,11 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from common.selectors import Requirement
-from lab.apiserver import crdvalidation, errors, validation
+from lab.apiserver import crdvalidation, errors, managedfields, validation
 from lab.apiserver.admission import mount_service_account_token
 from lab.apiserver.errors import ApiError, Cause
 from lab.apiserver.resources import CRD_KEY, NAMESPACE_KEY, Registry, ResourceType
@@ -58,10 +59,31 @@ def _spec_part(obj: Obj) -> dict[str, Any]:
 
 
 def _without_rv(obj: Obj) -> Obj:
+    """An object as a no-op check compares it: without resourceVersion, and its managers without times (a
+    write that changes only those times is no write, as in genericregistry.Store.Update)."""
     meta = dict(obj.get("metadata") or {})
     meta.pop("resourceVersion", None)
-    meta.pop("managedFields", None)
+    meta["managedFields"] = [
+        {k: v for k, v in entry.items() if k != "time"}
+        for entry in meta.get("managedFields") or []
+        if isinstance(entry, dict)
+    ]
     return dict(obj, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who writes, for metadata.managedFields: the request's fieldManager (or its User-Agent's product), and
+    for a server-side apply the fields it applied and the managers after its conflicts were settled."""
+
+    manager: str = "kube-apiserver"
+    operation: str = "Update"
+    applied: managedfields.FieldSet | None = None
+    managers: managedfields.Managed | None = None
+
+
+INTERNAL_WRITER = Writer()
+WRITER: contextvars.ContextVar[Writer | None] = contextvars.ContextVar("writer", default=None)
 
 
 def encode_continue(rv: int, after: tuple[str, str]) -> str:
@@ -284,7 +306,7 @@ class Api:
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "managedFields",
-        ):
+        ):  # managedFields are the server's record here (clients cannot rewrite them)
             meta.pop(server_field, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = rfc3339(self.now())
@@ -296,13 +318,13 @@ class Api:
         if rt.reset_status_on_create:
             obj.pop("status", None)
         if rt.custom:
-            obj = apply_schema_defaults(rt.schema, obj)
-            validation.raise_invalid(rt.kind, rt.group, name, crdvalidation.validate(rt.schema, obj))
+            obj = self._custom_resource_admitted(rt, obj)
         obj = self.admission.create(rt.group, rt.plural, obj, dry_run)
         if rt.key == POD_KEY:
             self._admit_service_account(obj)
         if rt.key == CRD_KEY:
             obj = self._crd_prepare(obj)
+        obj["metadata"]["managedFields"] = self._managed_after(rt, None, obj, "")
         if dry_run:
             return self.out(rt, obj)
         try:
@@ -465,9 +487,7 @@ class Api:
                 candidate.pop("status", None)
             candidate["apiVersion"] = old["apiVersion"]
             if rt.custom:
-                candidate = apply_schema_defaults(rt.schema, candidate)
-                causes = crdvalidation.validate(rt.schema, candidate)
-                validation.raise_invalid(rt.kind, rt.group, old_meta["name"], causes)
+                candidate = self._custom_resource_admitted(rt, candidate)
             result = self.admission.update_status(rt.group, rt.plural, old, candidate, dry_run)
         else:
             meta = new["metadata"]
@@ -498,15 +518,14 @@ class Api:
                 else:
                     new.pop("status", None)
             if rt.custom:
-                new = apply_schema_defaults(rt.schema, new)
-                causes = crdvalidation.validate(rt.schema, new)
-                validation.raise_invalid(rt.kind, rt.group, old_meta["name"], causes)
+                new = self._custom_resource_admitted(rt, new)
             if rt.has_generation and _spec_part(new) != _spec_part(old):
                 meta["generation"] = int(old_meta.get("generation", 1)) + 1
             result = self.admission.update(rt.group, rt.plural, old, new, dry_run)
             if rt.key == CRD_KEY:
                 result = self._crd_prepare(result)
         result["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
+        result["metadata"]["managedFields"] = self._managed_after(rt, old, result, subresource)
         if _without_rv(result) == _without_rv(old):
             return self.out(rt, old)  # a no-op write keeps the resourceVersion, as etcd-backed servers do
         if dry_run:
@@ -520,6 +539,119 @@ class Api:
             self.registry.register_crd(result)
         self.after_write()
         return self.out(rt, result)
+
+    def _custom_resource_admitted(self, rt: ResourceType, obj: Obj) -> Obj:
+        """What the custom resource codec and strategy do with a write: prune the fields the structural schema
+        does not declare (warning about each), apply its defaults, validate it and its list-type sets and
+        maps."""
+        warnings = WARNINGS.get()
+        for path in crdvalidation.prune(obj, rt.schema):
+            if warnings is not None and f'unknown field "{path}"' not in warnings:
+                warnings.append(f'unknown field "{path}"')
+        obj = apply_schema_defaults(rt.schema, obj)
+        causes = crdvalidation.validate(rt.schema, obj) + crdvalidation.list_errors(obj, rt.schema)
+        validation.raise_invalid(rt.kind, rt.group, obj["metadata"]["name"], causes)
+        return obj
+
+    def _managed_after(self, rt: ResourceType, old: Obj | None, new: Obj, subresource: str) -> list[Obj]:
+        """metadata.managedFields after a write by the request's Writer."""
+        writer = WRITER.get() or INTERNAL_WRITER
+        node = self._schema_node(rt)
+        before = managedfields.nodes(managedfields.tracked(old), node) if old is not None else {}
+        after = managedfields.nodes(managedfields.tracked(new), node)
+        comparison = managedfields.compare(before, after)
+        if writer.managers is not None:
+            managed = writer.managers
+        else:
+            managed = managedfields.read((old or {}).get("metadata", {}).get("managedFields"))
+        key = managedfields.ManagerKey(
+            writer.manager,
+            writer.operation,
+            subresource,
+            rt.api_version if writer.operation == "Update" else "",
+        )
+        updated = managedfields.record_write(
+            managed, comparison, key, rt.api_version, self.now(), writer.applied
+        )
+        return managedfields.write(updated)
+
+    def _schema_node(self, rt: ResourceType) -> managedfields.Node:
+        return managedfields.root_node(rt.group, rt.kind, (rt.schema or {}) if rt.custom else None)
+
+    # -- server-side apply --------------------------------------------------------------------------
+
+    def apply(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        config: Obj,
+        manager: str,
+        force: bool = False,
+        dry_run: bool = False,
+        subresource: str = "",
+    ) -> tuple[Obj, bool]:
+        """Server-side apply (structured-merge-diff's Updater.Apply): merge the configuration in, remove
+        what this manager applied before and no longer does (unless someone else owns it), refuse changes
+        to fields other managers own (409) unless forced. -> (object, created)."""
+        node = self._schema_node(rt)
+        applied = managedfields.field_set(managedfields.tracked(config), node)
+        ns = namespace if rt.namespaced else ""
+        live = self.store.get(rt.key, ns, name)
+        writer = Writer(manager, "Apply", applied)
+        if live is None and subresource != "status":
+            body = copy.deepcopy(config)
+            body.setdefault("metadata", {})["name"] = name
+            token = WRITER.set(writer)
+            try:
+                return self.create(rt, namespace, body, dry_run), True
+            finally:
+                WRITER.reset(token)
+        if live is None:
+            raise errors.not_found(rt.plural, name, rt.group)
+        managed = managedfields.read(live["metadata"].get("managedFields"))
+        key = managedfields.ManagerKey(manager, "Apply", subresource)
+        last = managed.fields.get(key, frozenset())
+        managed.fields[key] = applied
+        owned = frozenset().union(*managed.fields.values())
+        live_out = self.out(rt, live)
+        merged = managedfields.merge(live_out, managedfields.tracked(config), node)
+        merged = managedfields.remove(merged, managedfields.prune_set(last, owned), node)
+        comparison = managedfields.compare(
+            managedfields.nodes(managedfields.tracked(live_out), node),
+            managedfields.nodes(managedfields.tracked(merged), node),
+        )
+        conflicts = {
+            other: paths & comparison.changed
+            for other, paths in managed.fields.items()
+            if other != key and paths & comparison.changed
+        }
+        if conflicts and not force:
+            raise self._apply_conflict(conflicts, managed)
+        for other, paths in conflicts.items():
+            managed.fields[other] = managed.fields[other] - paths
+        token = WRITER.set(replace(writer, managers=managed))
+        try:
+            return self.patch(rt, namespace, name, lambda _: merged, dry_run, subresource), False
+        finally:
+            WRITER.reset(token)
+
+    @staticmethod
+    def _apply_conflict(
+        conflicts: dict[managedfields.ManagerKey, managedfields.FieldSet], managed: managedfields.Managed
+    ) -> ApiError:
+        """NewConflictError (k8s.io/apimachinery/pkg/util/managedfields/internal/conflict.go): 409 Conflict,
+        one FieldManagerConflict cause per field."""
+        causes = [
+            Cause(
+                managedfields.path_string(path),
+                f"conflict with {managedfields.describe_manager(other, managed)}",
+                "FieldManagerConflict",
+            )
+            for other, paths in conflicts.items()
+            for path in sorted(paths, key=managedfields.path_string)
+        ]
+        return ApiError(409, "Conflict", managedfields.conflict_message(conflicts, managed), causes=causes)
 
     # -- delete -------------------------------------------------------------------------------------
 
@@ -882,6 +1014,16 @@ class Api:
             causes.append(
                 Cause("spec.scope", f"Unsupported value: {spec.get('scope')!r}", "FieldValueNotSupported")
             )
+        for i, version in enumerate(versions):
+            schema = (
+                (version.get("schema") or {}).get("openAPIV3Schema") if isinstance(version, dict) else None
+            )
+            path = f"spec.versions[{i}].schema.openAPIV3Schema"
+            if schema is None:
+                # apiextensions v1 needs a structural schema per version (pkg/apis/apiextensions/validation).
+                causes.append(Cause(path, "Required value: schemas are required", "FieldValueRequired"))
+            else:
+                causes += crdvalidation.structural_errors(schema, path)
         if not causes and name != f"{names['plural']}.{spec['group']}":
             causes.append(
                 Cause("metadata.name", f'Invalid value: {name!r}: must be spec.names.plural+"."+spec.group')
@@ -977,7 +1119,8 @@ def _validate_metadata(
 
 # Kinds whose DELETE answers the deleted object rather than a Status (ReturnDeletedObject in their
 # pkg/registry/core/*/storage/storage.go): pods, services, serviceaccounts, namespaces, persistent volumes
-# and claims.
+# and claims; and CRDs, whose real DELETE only marks them (the customresourcecleanup finalizer) and answers
+# the CRD (apiextensions-apiserver pkg/registry/customresourcedefinition/etcd.go).
 RETURNS_DELETED_OBJECT = {
     ("", "pods"),
     ("", "services"),
@@ -985,6 +1128,7 @@ RETURNS_DELETED_OBJECT = {
     NAMESPACE_KEY,
     ("", "persistentvolumes"),
     ("", "persistentvolumeclaims"),
+    CRD_KEY,
 }
 
 # Kinds whose update strategy refuses a PUT without metadata.resourceVersion (AllowUnconditionalUpdate false:

@@ -10,6 +10,7 @@ schemas.py, the same table the OpenAPI document publishes, so kubectl and the se
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from lab.apiserver import schemas
@@ -362,15 +363,13 @@ def _is_delete(item: Any) -> bool:
 
 
 def _merge_primitive_list(original: list[Any], patch: list[Any], order: list[Any] | None) -> list[Any]:
-    result = list(original)
+    merged = list(original)
     for item in patch:
         if isinstance(item, (dict, list)):
             raise _invalid_patch("a list of primitives with merge strategy cannot contain objects")
-        if item not in result:
-            result.append(item)
-    if order is not None:
-        result = _apply_order(result, original, order, lambda item: item)
-    return result
+        if item not in merged:
+            merged.append(item)
+    return _normalize_order(merged, original, patch if order is None else order, lambda item: item)
 
 
 def _merge_keyed_list(
@@ -382,6 +381,7 @@ def _merge_keyed_list(
     field: str | None,
 ) -> list[Any]:
     result = [copy.deepcopy(item) for item in original]
+    server_order = [copy.deepcopy(item) for item in original]
 
     def index_of(key_value: Any) -> int:
         for i, item in enumerate(result):
@@ -389,6 +389,7 @@ def _merge_keyed_list(
                 return i
         return -1
 
+    kept: list[Any] = []
     for item in patch:
         if not isinstance(item, dict):
             raise _invalid_patch(f"the list {field!r} merges maps by {merge_key!r}, got element {item!r}")
@@ -400,7 +401,9 @@ def _merge_keyed_list(
             while position >= 0:
                 del result[position]
                 position = index_of(key_value)
+            server_order = [o for o in server_order if _key_of(o, merge_key) != key_value]
             continue
+        kept.append(item)
         if position >= 0:
             merged = _merge_map(result[position], item, items_schema)
             if isinstance(merged, _Delete):
@@ -411,10 +414,8 @@ def _merge_keyed_list(
             merged = _merge_map({}, item, items_schema)
             if not isinstance(merged, _Delete):
                 result.append(merged)
-
-    if order is not None:
-        result = _apply_order(result, original, order, lambda element: _key_of(element, merge_key))
-    return result
+    key = lambda element: _key_of(element, merge_key)  # noqa: E731
+    return _normalize_order(result, server_order, kept if order is None else order, key)
 
 
 def _key_of(element: Any, merge_key: str) -> Any:
@@ -423,42 +424,43 @@ def _key_of(element: Any, merge_key: str) -> Any:
     return element
 
 
-def _apply_order(result: list[Any], original: list[Any], order: list[Any], key: Any) -> list[Any]:
-    """Order a merged list as `$setElementOrder` says, keeping server-only elements near their old place.
-
-    This mirrors strategicpatch's normalizeElementOrder: elements named in the order list are sorted by it,
-    the others keep the server's order, and the two runs are interleaved by their position on the server.
-    """
-    wanted = [key(o) if isinstance(o, dict) else o for o in order]
-    server_order = [key(element) for element in original]
+def _normalize_order(
+    merged: list[Any], server: list[Any], order: list[Any], key: Callable[[Any], Any]
+) -> list[Any]:
+    """The order strategicpatch gives a merged list (normalizeElementOrder and mergeSortedSlice in
+    k8s.io/apimachinery/pkg/util/strategicpatch/patch.go): the elements the patch (or its
+    $setElementOrder) names, in that order, interleaved with the server-only elements in their old order.
+    An element the server did not have goes before the server-only elements not yet placed: items a patch
+    adds come first."""
+    wanted = [key(o) for o in order]
+    server_keys = [key(s) for s in server]
 
     def position(values: list[Any], value: Any) -> int:
-        try:
-            return values.index(value)
-        except ValueError:
-            return -1
+        for i, candidate in enumerate(values):
+            if candidate == value:
+                return i
+        return -1
 
-    in_patch = [element for element in result if key(element) in wanted]
-    server_only = [element for element in result if key(element) not in wanted]
-    in_patch.sort(key=lambda element: position(wanted, key(element)))
-    server_only.sort(key=lambda element: position(server_order, key(element)))
-
-    merged: list[Any] = []
+    in_patch = sorted((e for e in merged if key(e) in wanted), key=lambda e: position(wanted, key(e)))
+    server_only = sorted(
+        (e for e in merged if key(e) not in wanted), key=lambda e: position(server_keys, key(e))
+    )
+    out: list[Any] = []
     i = j = 0
     while i < len(server_only) or j < len(in_patch):
         if i >= len(server_only):
-            merged.append(in_patch[j])
+            out.append(in_patch[j])
             j += 1
         elif j >= len(in_patch):
-            merged.append(server_only[i])
+            out.append(server_only[i])
             i += 1
         else:
-            left = position(server_order, key(server_only[i]))
-            right = position(server_order, key(in_patch[j]))
-            if left >= 0 and right >= 0 and right < left:
-                merged.append(in_patch[j])
-                j += 1
-            else:
-                merged.append(server_only[i])
+            left = position(server_keys, key(server_only[i]))
+            right = position(server_keys, key(in_patch[j]))
+            if left >= 0 and right >= 0 and left < right:
+                out.append(server_only[i])
                 i += 1
-    return merged
+            else:
+                out.append(in_patch[j])
+                j += 1
+    return out

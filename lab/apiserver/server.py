@@ -17,8 +17,8 @@ from aiohttp import web
 
 from lab.apiserver import errors, openapi, protobuf, rbac, tables
 from lab.apiserver import patch as patching
-from lab.apiserver.api import WARNINGS, Api
-from lab.apiserver.errors import ApiError
+from lab.apiserver.api import WARNINGS, WRITER, Api, Writer
+from lab.apiserver.errors import ApiError, Cause
 from lab.apiserver.resources import Registry, ResourceType
 from lab.apiserver.selectors import FieldRequirement, for_kind, parse_field_selector, parse_label_selector
 from lab.apiserver.store import Event, Obj, Store
@@ -300,6 +300,8 @@ class ApiServer:
         headers: dict[str, str] = {}
         warnings: list[str] = []
         WARNINGS.set(warnings)  # where the Api puts what the real server only warns about
+        if method in ("POST", "PUT", "PATCH"):
+            WRITER.set(Writer(_field_manager(request)))
         if rt.group == "" and rt.plural == "endpoints":
             headers["Warning"] = ENDPOINTS_WARNING
         resp: web.StreamResponse
@@ -431,7 +433,7 @@ class ApiServer:
         ctype = request.content_type
         raw = await request.read()
         if ctype == "application/apply-patch+yaml":
-            return self._apply(rt, ns, name, sub, raw, dry_run)
+            return self._apply(request, rt, ns, name, sub, raw, dry_run)
         try:
             body = json.loads(raw) if raw else None
         except ValueError as exc:
@@ -472,32 +474,26 @@ class ApiServer:
         )
 
     def _apply(
-        self, rt: ResourceType, ns: str, name: str, sub: str, raw: bytes, dry_run: bool
+        self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str, raw: bytes, dry_run: bool
     ) -> web.Response:
-        """Server-side apply, simplified: create when absent, else merge the applied configuration in
-        (strategic merge for built-in kinds). Fields a previous apply set and this one omits are kept."""
+        """Server-side apply (application/apply-patch+yaml); the fieldManager is required."""
+        q = request.query
+        manager = q.get("fieldManager", "")
+        if not manager:
+            # ValidatePatchOptions (k8s.io/apimachinery/pkg/apis/meta/v1/validation/validation.go).
+            cause = Cause("fieldManager", "Required value: is required for apply patch", "FieldValueRequired")
+            raise errors.invalid("PatchOptions", "", [cause], "meta.k8s.io")
         try:
             body = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError as exc:
             raise errors.bad_request(f"error decoding YAML: {exc}") from exc
         if not isinstance(body, dict):
             raise errors.bad_request("the applied configuration must be an object")
-        ns_key = ns if rt.namespaced else ""
-        if sub != "status" and self.store.get(rt.key, ns_key, name) is None:
-            body.setdefault("metadata", {}).setdefault("name", name)
-            return json_response(self.api.create(rt, ns, body, dry_run), status=201)
-        applied: dict[str, Any] = dict(body)
-        applied.pop("apiVersion", None)
-        applied.pop("kind", None)
-
-        def patcher(target: Obj) -> Any:
-            if patching.supports_strategic_merge(rt.group, rt.kind):
-                return patching.strategic_merge_patch(target, applied, rt.group, rt.kind)
-            return patching.merge_patch(target, applied)
-
-        return json_response(
-            self.api.patch(rt, ns, name, patcher, dry_run, "status" if sub == "status" else "")
+        force = q.get("force") in ("true", "1", "True")
+        obj, created = self.api.apply(
+            rt, ns, name, body, manager, force, dry_run, "status" if sub == "status" else ""
         )
+        return json_response(obj, status=201 if created else 200)
 
     # -- watch --------------------------------------------------------------------------------------
 
@@ -673,6 +669,16 @@ class ApiServer:
 
 def _to_table(rt: ResourceType, objects: list[Obj], now: datetime.datetime, include: str) -> dict[str, Any]:
     return tables.to_table(rt.group, rt.plural, objects, now, rt.printer_columns, include)
+
+
+def _field_manager(request: web.Request) -> str:
+    """The fieldManager of a write, else the product of its User-Agent (prefixFromUserAgent in
+    staging/src/k8s.io/apiserver/pkg/endpoints/handlers/rest.go): "kubectl/v1.37 (...)" -> "kubectl"."""
+    explicit = request.query.get("fieldManager", "")
+    if explicit:
+        return explicit
+    agent = request.headers.get("User-Agent", "").split("/", 1)[0]
+    return "".join(c for c in agent if c.isprintable())[:128]
 
 
 def _field_selector(rt: ResourceType, text: str | None) -> list[FieldRequirement]:

@@ -63,12 +63,19 @@ def test_kubectl_typed_creates_send_protobuf_and_work(kubectl) -> None:
     assert kubectl("get", "namespace", "ilbt-pb", check=False).returncode != 0
 
 
-def test_server_side_apply_merges(kubectl) -> None:
+def test_server_side_apply_owns_what_it_applies(kubectl) -> None:
     manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {%s}\n"
     kubectl("apply", "--server-side", "-f", "-", input=manifest % "a: '1'")
+    # The same manager ("kubectl") applying without "a" removes it; another manager's field stays.
+    kubectl("apply", "--server-side", "--field-manager=other", "-f", "-", input=manifest % "c: '3'")
     kubectl("apply", "--server-side", "-f", "-", input=manifest % "b: '2'")
     data = json.loads(kubectl("get", "cm", "ssa", "-o", "jsonpath={.data}").stdout)
-    assert data == {"a": "1", "b": "2"}
+    assert data == {"b": "2", "c": "3"}
+    # Changing the other manager's field is a conflict until --force-conflicts.
+    out = kubectl("apply", "--server-side", "-f", "-", input=manifest % "c: '9'", check=False)
+    assert out.returncode != 0 and 'conflict with "other": .data.c' in out.stderr
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=manifest % "c: '9'")
+    assert json.loads(kubectl("get", "cm", "ssa", "-o", "jsonpath={.data}").stdout) == {"c": "9"}
 
 
 def test_get_watch_prints_table_rows(apiserver: ApiServerProcess, kubectl) -> None:

@@ -168,13 +168,14 @@ def containers_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_smp_docs_example_adds_a_container_by_name() -> None:
-    # kubernetes.io "Use a strategic merge patch to update a Deployment": the patch's container is merged in.
+    # kubernetes.io "Use a strategic merge patch to update a Deployment": the patch's container is merged in,
+    # and the docs' output lists it first (mergeSlice's normalizeElementOrder puts added items first).
     original = deployment([{"name": "patch-demo-ctr", "image": "nginx"}])
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "patch-demo-ctr-2", "image": "redis"}]}}}}
     out = strategic_merge_patch(original, patch, "apps", "Deployment")
     assert containers_of(out) == [
-        {"name": "patch-demo-ctr", "image": "nginx"},
         {"name": "patch-demo-ctr-2", "image": "redis"},
+        {"name": "patch-demo-ctr", "image": "nginx"},
     ]
     # The same patch applied as a JSON merge patch replaces the list (the documented contrast).
     assert containers_of(merge_patch(original, patch)) == [{"name": "patch-demo-ctr-2", "image": "redis"}]
@@ -277,11 +278,12 @@ def test_smp_finalizers_set_merge_and_delete_from_primitive_list() -> None:
     out = strategic_merge_patch(
         svc, {"metadata": {"finalizers": ["c.example/z", "a.example/x"]}}, "", "Service"
     )
-    assert out["metadata"]["finalizers"] == ["a.example/x", "b.example/y", "c.example/z"]
+    # The patch's items in its order, the server-only one after (strategicpatch mergeSortedSlice).
+    assert out["metadata"]["finalizers"] == ["c.example/z", "a.example/x", "b.example/y"]
     out2 = strategic_merge_patch(
         out, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["b.example/y"]}}, "", "Service"
     )
-    assert out2["metadata"]["finalizers"] == ["a.example/x", "c.example/z"]
+    assert out2["metadata"]["finalizers"] == ["c.example/z", "a.example/x"]
 
 
 def test_smp_set_element_order_reorders_and_keeps_server_only_items() -> None:
@@ -369,7 +371,7 @@ def test_smp_owner_references_merge_by_uid_and_lists_without_metadata_are_replac
     }
     patch = {"metadata": {"ownerReferences": [{"uid": "2", "kind": "B", "name": "b", "apiVersion": "v1"}]}}
     out = strategic_merge_patch(cm, patch, "", "ConfigMap")
-    assert [o["uid"] for o in out["metadata"]["ownerReferences"]] == ["1", "2"]
+    assert [o["uid"] for o in out["metadata"]["ownerReferences"]] == ["2", "1"]
     svc = {"spec": {"externalIPs": ["1.1.1.1", "2.2.2.2"]}}
     assert strategic_merge_patch(svc, {"spec": {"externalIPs": ["3.3.3.3"]}}, "", "Service")["spec"][
         "externalIPs"
@@ -496,6 +498,9 @@ def test_finalizer_set_merge_keeps_every_value_once(original: list[str], added: 
         {"metadata": {"finalizers": original}}, {"metadata": {"finalizers": added}}, "", "Pod"
     )
     merged = out["metadata"]["finalizers"]
-    assert merged[: len(original)] == original
+    # Every value once; the patch's values keep the patch's order, the server-only ones their old order.
     assert set(merged) == set(original) | set(added)
     assert len(merged) == len(set(merged))
+    patched = list(dict.fromkeys(added))
+    assert [v for v in merged if v in patched] == patched
+    assert [v for v in merged if v not in patched] == [v for v in original if v not in patched]
