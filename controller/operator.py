@@ -50,6 +50,9 @@ COMPONENT = "ironlb-controller"
 # Event messages are cut here (events.k8s.io/v1 caps its note at 1 KiB): whatever a user wrote, an Event
 # stays small.
 MAX_EVENT_MESSAGE = 1024
+# A status write that failed is retried after 1 s, then 2, 4, ... up to 5 minutes.
+WRITE_RETRY_FIRST = 1.0
+WRITE_RETRY_MAX = 300.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,11 @@ class Controller:
         self.pending: dict[str, None] = {}  # insertion-ordered: the oldest pending Service is retried first
         self.withdrawn: dict[str, tuple[IPAddress, ...]] = {}
         self.failure_signatures: dict[str, tuple[Any, ...]] = {}
+        # Status writes that failed: the next delay, the 4xx answer already reported (per Service key, or
+        # "IPAddressPool <name>"), the retry timer.
+        self._write_delays: dict[str, float] = {}
+        self._write_warnings: dict[str, str] = {}
+        self._write_timers: dict[str, asyncio.TimerHandle] = {}
         self._namespace_failures: dict[str, int] = {}
         self.last_config_problem: str | None = None
         self._queue: asyncio.Queue[str] = asyncio.Queue()
@@ -615,6 +623,7 @@ class Controller:
                 outcome.failure or "",
             )
         if service is None:
+            self._write_settled(key)
             return
         # One write through the status subresource carries the pool annotation too: the Service status
         # strategy resets only spec, so the controller needs no right to update Services themselves (a
@@ -630,12 +639,14 @@ class Controller:
                 self._remember(key, await self.client.merge_patch(path, patch))
         except ApiError as e:
             if e.status == 404:
+                self._write_settled(key)
                 return  # deleted meanwhile; its DELETED event releases the IP
-            self._write_failed(key, e)
+            self._write_failed(key, service, e)
             return
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            self._write_failed(key, e)
+            self._write_failed(key, service, e)
             return
+        self._write_settled(key)
         for event in events:
             self._events.put_nowait((service, event))
 
@@ -666,10 +677,39 @@ class Controller:
         log.info("event=namespace_unknown service=%s namespace=%s retry_in=%.0fs", key, namespace, delay)
         asyncio.get_running_loop().call_later(delay, self.enqueue, key)
 
-    def _write_failed(self, key: str, error: Exception) -> None:
+    def _write_failed(self, key: str, service: JSON, error: Exception) -> None:
+        """Retry with exponential backoff (never a hot loop against a server that keeps saying no); a 4xx is
+        the server refusing what we wrote, so the Service's user is told once per distinct answer."""
         metrics.update_errors.inc()
-        log.warning("event=write_failed service=%s error=%r", key, str(error))
-        asyncio.get_running_loop().call_later(1.0, self.enqueue, key)
+        previous = self._write_delays.get(key)
+        delay = WRITE_RETRY_FIRST if previous is None else min(WRITE_RETRY_MAX, 2 * previous)
+        self._write_delays[key] = delay
+        log.warning("event=write_failed service=%s error=%r retry_in=%.0fs", key, str(error), delay)
+        if isinstance(error, ApiError) and 400 <= error.status < 500:
+            answer = f"{error.status} {error.reason}: {error.message}"
+            if self._write_warnings.get(key) != answer:
+                self._write_warnings[key] = answer
+                message = (
+                    f"cannot write the status: {answer}; retrying with backoff "
+                    f"(now {delay:.0f}s, at most {WRITE_RETRY_MAX:.0f}s)"
+                )
+                self._events.put_nowait((service, Event("Warning", "UpdateStatusFailed", message)))
+        timer = self._write_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._write_timers[key] = asyncio.get_running_loop().call_later(delay, self._retry_write, key)
+
+    def _retry_write(self, key: str) -> None:
+        self._write_timers.pop(key, None)
+        self.enqueue(key)
+
+    def _write_settled(self, key: str) -> None:
+        """The status is as it should be (or the Service is gone): forget the backoff."""
+        self._write_delays.pop(key, None)
+        self._write_warnings.pop(key, None)
+        timer = self._write_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
 
     def _remember(self, key: str, body: JSON) -> None:
         if key in self.services and body.get("kind") == "Service":
@@ -700,14 +740,20 @@ class Controller:
         await self.client.create(f"/api/v1/namespaces/{namespace}/events", body)
 
     async def _stats_flusher(self) -> None:
+        failures = 0
         while True:
             await self._stats_changed.wait()
             self._stats_changed.clear()
             try:
                 await self._flush_stats()
             except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
-                log.warning("event=pool_status_failed error=%r", str(e))
+                failures = min(failures + 1, 20)
+                delay = min(WRITE_RETRY_MAX, WRITE_RETRY_FIRST * 2 ** (failures - 1))
+                log.warning("event=pool_status_failed error=%r retry_in=%.0fs", str(e), delay)
                 self._stats_changed.set()
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
             await asyncio.sleep(0.5)  # at most two status writes per pool per second, however busy
 
     async def _flush_stats(self) -> None:
@@ -732,7 +778,14 @@ class Controller:
             except ApiError as e:
                 if e.status == 404:
                     continue
+                answer = f"{e.status} {e.reason}: {e.message}"
+                if 400 <= e.status < 500 and self._write_warnings.get(f"IPAddressPool {pool.name}") != answer:
+                    self._write_warnings[f"IPAddressPool {pool.name}"] = answer
+                    pool_obj = {**obj, "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool"}
+                    message = f"cannot write the status: {answer}; retrying with backoff"
+                    self._events.put_nowait((pool_obj, Event("Warning", "UpdateStatusFailed", message)))
                 raise
+            self._write_warnings.pop(f"IPAddressPool {pool.name}", None)
             current = self.ip_address_pools.get(pool.name)
             if current is not None and rv_newer_or_equal(
                 (updated.get("metadata") or {}).get("resourceVersion"),
