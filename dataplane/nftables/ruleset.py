@@ -238,10 +238,6 @@ def _nodeport_key(port: ServicePort) -> str:
     return f"{port.protocol.lower()} . {port.node_port}"
 
 
-def _endpoint_value(endpoint: Endpoint) -> str:
-    return f"{endpoint.ip} . {endpoint.port}"
-
-
 def render_static(config: NftConfig) -> Static:
     ip, addr = config.nft_family, config.addr_type
     mark = config.mark
@@ -458,7 +454,7 @@ def _pick(
     out.refs[("endpoints", name)] += 1
     elements[(pick_map, key)] = f"goto {name}"
     for index, endpoint in enumerate(endpoints):
-        elements[(name, f"{key} . {index}")] = _endpoint_value(endpoint)
+        elements[(name, f"{key} . {index}")] = f"{endpoint.ip} . {endpoint.port}"
 
 
 def _affinity_chains(out: _Writer, port: ServicePort, endpoints: tuple[Endpoint, ...], local: bool) -> None:

@@ -145,13 +145,17 @@ def plan_full(
             continue
         kept[key] = info
         for destination, items in contribution.destinations.items():
-            owners = claims.setdefault(destination, [])
-            owners.append(key)
-            if len(owners) > 1:
+            owners = claims.get(destination)
+            if owners is not None:
+                owners.append(key)
                 continue  # an earlier Service owns it
+            claims[destination] = [key]
             comment = contribution.comments.get(destination) if config.comments else None
             for element, value in items.items():
-                elements.setdefault(element[0], []).append(element_text(element, value, comment))
+                if comment or element[0] not in elements:
+                    elements.setdefault(element[0], []).append(element_text(element, value, comment))
+                else:
+                    elements[element[0]].append(element[1] if value is None else f"{element[1]} : {value}")
         refs.update(contribution.refs)
         own_chains.update(contribution.chains)
         own_sets.update(contribution.sets)
