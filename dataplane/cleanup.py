@@ -135,19 +135,26 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
 
 
 def cleanup_nftables() -> int:
+    """Delete nftables mode's tables. They are found over netlink: any `nft list` command would make nft
+    read every set element in the namespace first (seconds, at 10,000 Services)."""
+    from dataplane.nftables.kernel import NftError, tables_present
+
     failures = 0
-    result = _run(["nft", "-j", "list", "tables"])
-    if result is None or result.returncode != 0:
-        return 0
-    for item in json.loads(result.stdout).get("nftables", []):
-        table = item.get("table")
-        if table and table.get("name") == NFTABLES_TABLE:
-            done = _run(["nft", "delete", "table", str(table["family"]), NFTABLES_TABLE])
-            if done is None or done.returncode != 0:
-                failures += 1
-                log.error("event=cleanup_failed table=%s family=%s", NFTABLES_TABLE, table["family"])
-            else:
-                log.info("event=cleaned nftables_table=%s family=%s", NFTABLES_TABLE, table["family"])
+    for family in ("ip", "ip6"):
+        try:
+            present = tables_present(family)
+        except (NftError, OSError) as exc:
+            log.error("event=cleanup_failed table=%s family=%s error=%s", NFTABLES_TABLE, family, exc)
+            failures += 1
+            continue
+        if not present:
+            continue
+        done = _run(["nft", "delete", "table", family, NFTABLES_TABLE])
+        if done is None or done.returncode != 0:
+            failures += 1
+            log.error("event=cleanup_failed table=%s family=%s", NFTABLES_TABLE, family)
+        else:
+            log.info("event=cleaned nftables_table=%s family=%s", NFTABLES_TABLE, family)
     return failures
 
 
@@ -181,13 +188,26 @@ def cleanup_ipvs() -> int:
     return failures
 
 
-def cleanup_all() -> int:
-    """Remove everything of every mode here; the number of failures (0: all clean)."""
+def cleanup_all(keep: str | None = None) -> int:
+    """Remove everything of every mode here (but `keep`'s); the number of failures (0: all clean)."""
     failures = 0
-    for variant in VARIANTS:
-        for family in (4, 6):
-            _, failed = cleanup_iptables(Iptables(family, variant))
-            failures += failed
-    failures += cleanup_nftables()
-    failures += cleanup_ipvs()
+    if keep not in ("iptables", "ipvs"):  # IPVS mode has iptables chains of its own
+        for variant in VARIANTS:
+            for family in (4, 6):
+                _, failed = cleanup_iptables(Iptables(family, variant))
+                failures += failed
+    if keep != "nftables":
+        failures += cleanup_nftables()
+    if keep != "ipvs":
+        failures += cleanup_ipvs()
     return failures
+
+
+def leave_other_modes(mode: str) -> bool:
+    """After `mode`'s first successful sync: remove what other modes installed (the node was switched from
+    one of them), now that `mode`'s rules carry the traffic. Established connections live in conntrack and
+    keep their translations. True when everything went (else the caller tries again after its next sync)."""
+    failures = cleanup_all(keep=mode)
+    if failures:
+        log.warning("event=other_modes_left mode=%s failures=%d", mode, failures)
+    return not failures

@@ -22,6 +22,7 @@ from typing import Any
 
 from common.endpoints import slice_facts
 from dataplane.backend import MODES, Backend, NodeNetwork
+from dataplane.cleanup import leave_other_modes
 from dataplane.healthcheck import HealthCheckServers
 from dataplane.metrics import Metrics
 from dataplane.model import parse_service
@@ -140,17 +141,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def choose_mode(requested: str) -> str | None:
     """The mode to run, or None (after one log line) when it cannot run here."""
     if requested == "auto":
-        log.info("event=mode_chosen mode=iptables reason=nftables and IPVS modes are not implemented yet")
+        log.info("event=mode_chosen mode=iptables reason=kube-proxy's default")
         return "iptables"
-    if requested != "iptables":
+    if requested not in ("iptables", "nftables"):
         log.error(
-            "event=mode_unavailable mode=%s reason=not implemented yet (use --mode iptables)", requested
+            "event=mode_unavailable mode=%s reason=not implemented yet (use iptables or nftables)", requested
         )
         return None
     return requested
 
 
 def make_backend(mode: str, args: argparse.Namespace, node: NodeNetwork) -> Backend:
+    if mode == "nftables":
+        from dataplane.nftables.backend import NftablesBackend
+
+        return NftablesBackend(node, args.families, masquerade_bit=args.masquerade_bit)
     from dataplane.iptables.backend import IptablesBackend
     from dataplane.iptables.kernel import detect_variant
 
@@ -204,6 +209,7 @@ def run(args: argparse.Namespace, client: Client, stop: threading.Event) -> int:
         health=health_checks,
         report_problem=report,
         options=LoopOptions(full_sync_period=args.full_sync_period, health_timeout=2 * args.sync_period),
+        after_first_sync=lambda: leave_other_modes(mode),
     )
     loop_ref.append(loop)
     runner = SyncRunner(loop.sync, args.min_sync_period, args.sync_period)

@@ -56,11 +56,14 @@ class SyncLoop:
         health: HealthCheckServers | None = None,
         report_problem: Callable[[str, Mapping[str, Any], str], None] = lambda kind, obj, problems: None,
         options: LoopOptions | None = None,
+        after_first_sync: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.tracker = tracker
         self.backend = backend
+        # Called after successful syncs until it returns True (leaving the mode this node ran before).
+        self.after_first_sync = after_first_sync
         self.metrics = metrics
         self.node_source = node_source
         self.request = request
@@ -234,6 +237,8 @@ class SyncLoop:
             report.detail,
         )
         self._after_sync(changes.snapshot, None if report.full else changes.changed)
+        if self.after_first_sync is not None and self.after_first_sync():
+            self.after_first_sync = None
         self._succeeded(queued_since)
 
     def _succeeded(self, queued_since: float | None) -> None:

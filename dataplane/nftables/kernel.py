@@ -149,10 +149,12 @@ class Netlink:
             except OSError as exc:
                 raise NftError(f"netlink: {kind} dump: {exc}") from exc
 
+    def has_table(self) -> bool:
+        return any(m.get_attr("NFTA_TABLE_NAME") == TABLE for m in self._dump("table", []))
+
     def objects(self) -> KernelObjects | None:
         """The names of the chains, sets and maps in our table, or None when it is absent."""
-        tables = [m for m in self._dump("table", []) if m.get_attr("NFTA_TABLE_NAME") == TABLE]
-        if not tables:
+        if not self.has_table():
             return None
         chains = {
             str(m.get_attr("NFTA_CHAIN_NAME"))
@@ -172,3 +174,12 @@ class Netlink:
     def rules(self, chain: str) -> int:
         """How many rules one chain of our table holds (0 when the chain or the table is gone)."""
         return len(self._dump("rule", [("NFTA_RULE_TABLE", TABLE), ("NFTA_RULE_CHAIN", chain)]))
+
+
+def tables_present(family: str) -> bool:
+    """Whether this namespace holds our table of `family` (a netlink dump of table names)."""
+    reader = Netlink(family)
+    try:
+        return reader.has_table()
+    finally:
+        reader.close()

@@ -2,7 +2,7 @@
 
 The lab is a copy of the default topology (3 nodes, a client) with its own prefix; the dataplane runs inside
 each node's network namespace (`ip netns exec`), never in the host's. Everything is torn down in `finally`.
-Modes: the behaviour suite runs once per entry of MODES (nftables and IPVS join with issues 13 and 14).
+Modes: the behaviour suite runs once per entry of MODES (IPVS joins with issue 14).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.conftest import Kubectl, make_kubectl
 from tests.lab.conftest import topology_copy
 
 REPO = Path(__file__).resolve().parents[2]
-MODES = ["iptables"]
+MODES = ["iptables", "nftables"]
 NODES = ("node1", "node2", "node3")
 NODE_IPS = {"node1": "192.168.10.11", "node2": "192.168.10.12", "node3": "192.168.10.13"}
 NODE_IPS6 = {"node1": "fd00:10::11", "node2": "fd00:10::12", "node3": "fd00:10::13"}
@@ -58,6 +58,7 @@ class DataplaneLab:
     directory: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     args: dict[str, list[str]] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)  # the mode each node's dataplane runs in
 
     # ---- namespaces ----------------------------------------------------------------------------------
 
@@ -159,9 +160,12 @@ class DataplaneLab:
 
     # ---- the dataplane ----------------------------------------------------------------------------------
 
-    def start(self, node: str, *extra: str) -> None:
+    def start(self, node: str, *extra: str, mode: str | None = None) -> None:
+        """Start the node's dataplane (again), with `extra` arguments (default: the last ones) in `mode`
+        (default: the lab's)."""
         args = list(extra) if extra else self.args.get(node, [])
         self.args[node] = args
+        self.modes[node] = mode or self.mode
         log = (self.directory / f"dataplane-{node}.log").open("ab")
         env = dict(os.environ, PYTHONPATH=str(REPO), KUBECONFIG=str(self.lab.paths.node_kubeconfig))
         self.processes[node] = subprocess.Popen(
@@ -176,7 +180,7 @@ class DataplaneLab:
                 "--node",
                 node,
                 "--mode",
-                self.mode,
+                self.modes[node],
                 "--min-sync-period",
                 "0.1",
                 "--sync-period",
@@ -202,12 +206,16 @@ class DataplaneLab:
             proc.kill()
             proc.wait()
 
-    def rules(self, node: str) -> str:
-        """The mode's kernel state on a node, as text (for "no rules for X" checks)."""
-        if self.mode == "iptables":
+    def rules(self, node: str, mode: str | None = None) -> str:
+        """A mode's kernel state on a node (default: the lab's), as text (for "no rules for X" checks)."""
+        mode = mode or self.mode
+        if mode == "iptables":
             dumps = [self.run(self.netns(node), tool).stdout for tool in ("iptables-save", "ip6tables-save")]
             return "\n".join(dumps)
-        raise NotImplementedError(f"rules() for mode {self.mode}")
+        if mode == "nftables":
+            tables = [("ip", "ironlb"), ("ip6", "ironlb")]
+            return "\n".join(self.run(self.netns(node), "nft", "list", "table", *t).stdout for t in tables)
+        raise NotImplementedError(f"rules() for mode {mode}")
 
     def log(self, node: str) -> str:
         path = self.directory / f"dataplane-{node}.log"

@@ -10,7 +10,8 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -530,40 +531,39 @@ def test_rules_go_with_the_service(dplab: DataplaneLab) -> None:
 # ---- the dataplane itself ------------------------------------------------------------------------------
 
 
-def test_restart_keeps_connections_and_forwarding(web: set[str], dplab: DataplaneLab) -> None:
-    pods = web
-    port = dplab.node_port("web")
-    client = dplab.netns("client")
+@contextmanager
+def held_connection(netns: str, host: str, port: int) -> Iterator[Callable[[], dict[str, Any]]]:
+    """A TCP connection kept open from `netns`; yields a function that sends a line and returns the reply."""
+    probe = [sys.executable, "-m", "tests.dataplane.probe", "hold", host, str(port)]
     held = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            client,
-            sys.executable,
-            "-m",
-            "tests.dataplane.probe",
-            "hold",
-            NODE_IPS["node1"],
-            str(port),
-        ],
+        ["ip", "netns", "exec", netns, *probe],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
     )
     assert held.stdin is not None and held.stdout is not None
+    stdin, stdout = held.stdin, held.stdout
+
+    def ping() -> dict[str, Any]:
+        stdin.write("ping\n")
+        stdin.flush()
+        reply: dict[str, Any] = json.loads(stdout.readline())
+        return reply
+
     try:
-        assert json.loads(held.stdout.readline())["ok"]
+        assert json.loads(stdout.readline())["ok"]
+        yield ping
+    finally:
+        held.kill()
+        held.wait()
 
-        stdin, stdout = held.stdin, held.stdout
 
-        def ping() -> dict[str, Any]:
-            stdin.write("ping\n")
-            stdin.flush()
-            reply: dict[str, Any] = json.loads(stdout.readline())
-            return reply
-
+def test_restart_keeps_connections_and_forwarding(web: set[str], dplab: DataplaneLab) -> None:
+    pods = web
+    port = dplab.node_port("web")
+    client = dplab.netns("client")
+    with held_connection(client, NODE_IPS["node1"], port) as ping:
         first = ping()
         assert first["ok"] and first["reply"].split()[0] in pods
         dplab.stop("node1")
@@ -577,9 +577,38 @@ def test_restart_keeps_connections_and_forwarding(web: set[str], dplab: Dataplan
         wait_for("the restarted dataplane's sync", lambda: dplab.log("node1").count("event=synced") > synced)
         assert ping()["reply"] == first["reply"], "the established connection survived the restart"
         assert len(dplab.answers(client, NODE_IPS["node1"], port, count=5)) == 5
+
+
+def test_switching_modes_keeps_connections(web: set[str], dplab: DataplaneLab) -> None:
+    """A node restarted with another --mode (and back): the new mode's rules come in, then the old mode's
+    go, and an established connection through a NodePort survives both switches."""
+    other = "nftables" if dplab.mode == "iptables" else "iptables"
+    port = dplab.node_port("web")
+    client = dplab.netns("client")
+    try:
+        with held_connection(client, NODE_IPS["node1"], port) as ping:
+            first = ping()
+            assert first["ok"] and first["reply"].split()[0] in web
+            for mode, old in ((other, dplab.mode), (dplab.mode, other)):
+                synced = dplab.synced("node1")
+                dplab.stop("node1")
+                dplab.start("node1", mode=mode)
+                during = dplab.probe(
+                    client, "tcp", NODE_IPS["node1"], port, "--count", "15", "--interval", "0.1"
+                )
+                assert all(r["ok"] for r in during), (mode, during)
+                wait_for(f"the first sync in {mode} mode", lambda: dplab.synced("node1") > synced)  # noqa: B023
+                assert "default/web" in dplab.rules("node1", mode)
+                wait_for(
+                    f"{old} mode's rules gone",
+                    lambda: "default/web" not in dplab.rules("node1", old),  # noqa: B023
+                )
+                assert ping()["reply"] == first["reply"], f"the connection survived the switch to {mode}"
+                assert len(dplab.answers(client, NODE_IPS["node1"], port, count=5)) == 5
     finally:
-        held.kill()
-        held.wait()
+        if dplab.modes["node1"] != dplab.mode:
+            dplab.stop("node1")
+            dplab.start("node1")
 
 
 def test_health_and_metrics(dplab: DataplaneLab) -> None:
