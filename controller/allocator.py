@@ -24,11 +24,14 @@ from controller.requests import ServiceRequest
 
 
 class AllocationError(Exception):
-    """A Service cannot get an IP now; ``reason`` is the text of the AllocationFailed event."""
+    """A Service cannot get an IP now; ``reason`` is the text of the AllocationFailed event. ``waiting_on``
+    names the pools where a released IP may let it through; empty when only a change of the Service or of
+    the config can (an unknown pool, a pool that does not admit it, a requested IP outside every pool)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, waiting_on: tuple[str, ...] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.waiting_on = waiting_on
 
 
 @dataclass(frozen=True)
@@ -472,7 +475,10 @@ class Allocator:
             outcome = self._usable(request, request.requested_ips)
             if isinstance(outcome, str):
                 requested = ", ".join(map(str, request.requested_ips))
-                raise AllocationError(f"cannot assign {requested}: {outcome}")
+                held = any(self._holders.get(ip, set()) - {request.key} for ip in request.requested_ips)
+                pool = self.pool_for(request.requested_ips[0])
+                waiting_on = (pool.name,) if held and pool is not None else ()
+                raise AllocationError(f"cannot assign {requested}: {outcome}", waiting_on)
             return outcome
 
         wanted = len(request.families)
@@ -490,7 +496,7 @@ class Allocator:
                 raise AllocationError(f'pool "{request.pool}" has no {families} addresses')
             picks = self._picks(request, state)
             if not picks or (request.require_all_families and len(picks) < wanted):
-                raise AllocationError(f'no available IPs in pool "{request.pool}"')
+                raise AllocationError(f'no available IPs in pool "{request.pool}"', (request.pool,))
             return request.pool, picks
 
         candidates = self._candidate_pools(request)
@@ -509,10 +515,11 @@ class Allocator:
                 partial = (state.pool.name, picks)
         if partial is not None and not request.require_all_families:
             return partial
+        pools = tuple(state.pool.name for state in candidates)
         if len(candidates) == 1:
-            raise AllocationError(f'no available IPs in pool "{candidates[0].pool.name}"')
-        names = ", ".join(f'"{state.pool.name}"' for state in candidates)
-        raise AllocationError(f"no available IPs in pools {names}")
+            raise AllocationError(f'no available IPs in pool "{candidates[0].pool.name}"', pools)
+        names = ", ".join(f'"{name}"' for name in pools)
+        raise AllocationError(f"no available IPs in pools {names}", pools)
 
     def _candidate_pools(self, request: ServiceRequest) -> list[_PoolState]:
         """Auto-assign pools for the request, best first: admitting pools with a serviceAllocation by

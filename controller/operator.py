@@ -139,6 +139,9 @@ class Controller:
         self.l2_advertisements: dict[str, JSON] = {}
         self.assignments: dict[str, Assignment] = {}
         self.pending: dict[str, None] = {}  # insertion-ordered: the oldest pending Service is retried first
+        # Pending Service -> the pools where a released IP may let it through (none: it waits for a change).
+        self.waiting: dict[str, tuple[str, ...]] = {}
+        self._woken: dict[str, str] = {}  # pending Service retried because an IP of this pool was released
         self.withdrawn: dict[str, tuple[IPAddress, ...]] = {}
         self.failure_signatures: dict[str, tuple[Any, ...]] = {}
         # Status writes that failed: the next delay, the 4xx answer already reported (per Service key, or
@@ -567,6 +570,32 @@ class Controller:
                     self.enqueue(key)
 
     async def _reconcile(self, key: str) -> None:
+        woken_by = self._woken.pop(key, None)
+        released_from = self.allocator.assignment(key)
+        try:
+            await self._reconcile_one(key)
+        finally:
+            after = self.allocator.assignment(key)
+            if released_from is not None and (after is None or after.ips != released_from.ips):
+                self._wake(released_from.pool)
+            if woken_by is not None and after is None:
+                self._wake(woken_by, after=key)  # it could not use the IP: the next one in line may
+
+    def _wake(self, pool: str, after: str | None = None) -> None:
+        """An IP of `pool` was released: retry the oldest pending Service that waits on that pool (after
+        `after`, when the one before could not use it), not every pending Service. 1,000 pending Services
+        and 10 releases used to mean 10,000 reconciliations (and log lines); now about 10."""
+        passed = after is None
+        for key in self.pending:
+            if not passed:
+                passed = key == after
+                continue
+            if pool in self.waiting.get(key, ()) and key not in self._woken:
+                self._woken[key] = pool
+                self.enqueue(key)
+                return
+
+    async def _reconcile_one(self, key: str) -> None:
         service = self.services.get(key)
         if not self.restored:
             self.pending[key] = None
@@ -599,12 +628,12 @@ class Controller:
             self.assignments[key] = assignment
         if outcome.pending and service is not None:
             self.pending.setdefault(key, None)
+            self.waiting[key] = outcome.waiting_on
         else:
             self.pending.pop(key, None)
+            self.waiting.pop(key, None)
         if outcome.released or outcome.assignment is not None or service is None:
             self._stats_changed.set()
-        if outcome.released:
-            self._retry_pending(but=key)
         events = list(outcome.events)
         if outcome.pending and service is not None:
             signature = (outcome.failure, *_request_revision(service))

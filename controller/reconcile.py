@@ -33,6 +33,7 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     pending: bool = False
     failure: str | None = None  # why it is pending (for event de-duplication and logs)
+    waiting_on: tuple[str, ...] = ()  # pending: the pools where a released IP may let it through
     released: bool = False  # an IP went back to a pool: pending Services may fit now
     assignment: Assignment | None = None
     action: str = "none"  # for the log line
@@ -125,6 +126,7 @@ def reconcile_service(
     try:
         assignment = allocator.assign(request)
     except AllocationError as e:
+        outcome.waiting_on = e.waiting_on
         return _failed(outcome, key, e.reason, current, previous, allocator, annotations, withdrawn)
 
     outcome.assignment = assignment

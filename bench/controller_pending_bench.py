@@ -1,0 +1,155 @@
+"""How much work IP releases cause while many Services wait for an IP (issue 8's re-reconcile storm).
+
+Against a fresh in-memory `lab.apiserver` and `python -m controller --standalone`: a pool of `--pool` IPs,
+as many Services holding them, then `--pending` more Services that cannot get one (they wait, pending).
+Then the holders are deleted one at a time; after each, the controller must give the freed IP to the
+oldest waiting Service. Reported: the controller's log lines and reconciliations caused by the releases
+(the old controller retried every pending Service on every release: 1,000 x 10 = 10,000 reconciliations),
+and the time until every freed IP had a new holder.
+
+Usage: python -m bench.controller_pending_bench [--pool 10] [--pending 1000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.controller_memory_bench import start_controller, wait_for, wait_started
+from controller.kube import KubeClient, load_client_configuration
+from lab.apiserver.process import ApiServerProcess
+
+REPO = Path(__file__).resolve().parents[1]
+KUBECTL = REPO / ".venv" / "bin" / "kubectl"
+
+
+def service(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "type": "LoadBalancer",
+            "allocateLoadBalancerNodePorts": False,
+            "selector": {"app": name},
+            "ports": [{"port": 80, "protocol": "TCP"}],
+        },
+    }
+
+
+async def create_all(client: KubeClient, names: list[str], in_flight: int = 16) -> None:
+    queue = iter(names)
+
+    async def creator() -> None:
+        for name in queue:
+            await client.create("/api/v1/namespaces/default/services", service(name))
+
+    await asyncio.gather(*(creator() for _ in range(in_flight)))
+
+
+def count(log_file: Path, marker: str) -> int:
+    return log_file.read_text().count(marker)
+
+
+async def quiet(log_file: Path, seconds: float = 2.0) -> None:
+    """Until the log has not grown for `seconds` (the last retries have run)."""
+    size = -1
+    while size != log_file.stat().st_size:
+        size = log_file.stat().st_size
+        await asyncio.sleep(seconds)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="ironlb-pendingbench-"))
+    server = ApiServerProcess(log_file=workdir / "apiserver.log", start_timeout=30).start()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        kubeconfig = server.kubeconfig
+        for manifest in ("namespace.yaml", "crd"):
+            path = REPO / "config" / manifest
+            subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "apply", "-f", str(path)],
+                           check=True, capture_output=True)  # fmt: skip
+        last = 10 + args.pool - 1
+        pools = f"address-pools:\n- {{name: p, protocol: layer2, addresses: [10.210.0.10-10.210.0.{last}]}}\n"
+        configmap = {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "config", "namespace": "metallb-system"}, "data": {"config": pools},
+        }  # fmt: skip
+        client = KubeClient(load_client_configuration(str(kubeconfig)), connections=32)
+        await client.create("/api/v1/namespaces/metallb-system/configmaps", configmap)
+        log_file = workdir / "controller.log"
+        proc = start_controller(kubeconfig, log_file)
+        await wait_started(proc, log_file, 60)
+
+        await create_all(client, [f"holder-{i:03d}" for i in range(args.pool)])
+        await wait_for("holders assigned", _at_least(log_file, "event=assigned ", args.pool), 120)
+        await create_all(client, [f"waiter-{i:04d}" for i in range(args.pending)])
+        await wait_for("waiters pending", _at_least(log_file, "event=allocation_failed ", args.pending), 300)
+        await quiet(log_file)
+        lines_before = len(log_file.read_text().splitlines())
+        failed_before = count(log_file, "event=allocation_failed ")
+
+        t0 = time.monotonic()
+        for i in range(args.pool):
+            await client.request("DELETE", f"/api/v1/namespaces/default/services/holder-{i:03d}")
+            refilled = _at_least(log_file, "event=assigned ", args.pool + i + 1)
+            await wait_for("the freed IP taken", refilled, 120)
+        refilled_s = time.monotonic() - t0
+        await quiet(log_file)
+        lines = log_file.read_text().splitlines()[lines_before:]
+        await client.close()
+        return {
+            "pool": args.pool,
+            "pending": args.pending,
+            "releases": args.pool,
+            "log_lines_after_releases": len(lines),
+            "retries_failed_again": count(log_file, "event=allocation_failed ") - failed_before,
+            "freed_ips_reassigned": sum("event=assigned " in line for line in lines),
+            "all_refilled_s": round(refilled_s, 2),
+            "machine": f"nproc={os.cpu_count()} {platform.machine()} Python {platform.python_version()}",
+        }
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _at_least(log_file: Path, marker: str, wanted: int) -> Any:
+    async def probe() -> bool:
+        return count(log_file, marker) >= wanted
+
+    return probe
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--pending", type=int, default=1000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:32} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
