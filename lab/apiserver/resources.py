@@ -152,6 +152,8 @@ BUILTIN: list[ResourceType] = [
         scale=True,
     ),
     _rt("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", short=["netpol"], generation=True),
+    _rt("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short=["pdb"], status=True,
+        generation=True),
     _rt("networking.k8s.io", "v1", "Ingress", "ingresses", short=["ing"], status=True, generation=True),
     _rt("networking.k8s.io", "v1", "IngressClass", "ingressclasses", namespaced=False),
     _rt("rbac.authorization.k8s.io", "v1", "Role", "roles"),
