@@ -44,11 +44,27 @@ def lab_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     )
 
 
+def _mgmt_octet(token: str) -> int:
+    return int(token, 16) % 250 + 1
+
+
+def _free_token() -> str:
+    """A token whose mgmt subnet no lab on this machine routes yet: labs of other test runs (CI beside a
+    developer's session) coexist, and a random pick alone collides often with a few labs up."""
+    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True).stdout
+    taken = {line.split()[0] for line in routes.splitlines() if line.startswith("172.29.")}
+    for _ in range(100):
+        token = secrets.token_hex(2)
+        if f"172.29.{_mgmt_octet(token)}.0/24" not in taken:
+            return token
+    return secrets.token_hex(2)
+
+
 def topology_copy(tmp_path: Path, base: str = "default", token: str | None = None) -> tuple[Path, str]:
     """A copy of a shipped topology with a unique name, prefix and mgmt subnets; returns (file, prefix)."""
-    token = token or secrets.token_hex(2)
+    token = token or _free_token()
     doc: dict[str, Any] = yaml.safe_load((TOPOLOGIES / f"{base}.clab.yml").read_text())
-    octet = int(token, 16) % 250 + 1
+    octet = _mgmt_octet(token)
     doc["name"] = f"ilbt-{base}-{token}"
     doc["prefix"] = f"ilbt{token}"
     doc["mgmt"] = {
