@@ -14,6 +14,7 @@ says why).
 from __future__ import annotations
 
 import logging
+import resource
 from collections.abc import Set
 from dataclasses import dataclass, field, replace
 
@@ -97,6 +98,7 @@ class NftablesBackend:
         return False
 
     def sync(self, snapshot: Snapshot, changed: Set[ServiceKey] | None) -> SyncReport:
+        cpu = _cpu_seconds()
         self._comments = count_endpoints(snapshot.services.values()) <= LARGE_CLUSTER_ENDPOINTS
         full = changed is None
         details = []
@@ -119,7 +121,7 @@ class NftablesBackend:
         return SyncReport(
             full=full,
             services=len(snapshot.services) if full else len(changed or ()),
-            detail=f"comments={self._comments} " + " ".join(details),
+            detail=f"comments={self._comments} {' '.join(details)} cpu={_cpu_seconds() - cpu:.3f}",
         )
 
     def cleanup(self) -> None:
@@ -145,7 +147,7 @@ class NftablesBackend:
         plan = plan_full(state.record, config, snapshot.services, existing, recreate=state.recreate)
         if state.recreate:
             log.warning("event=table_recreated family=%s: the last full sync failed", state.name)
-        self.full_nft.run(plan.text)
+        self.full_nft.run_parts(plan.parts)
         plan.commit()
         state.recreate = False
         return plan.services
@@ -156,6 +158,14 @@ class NftablesBackend:
             self.partial_nft.run(plan.text)
         plan.commit()
         return plan.services
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this thread and of the children waited for (the nft of a full sync): what a sync costs,
+    whatever else runs on the machine."""
+    own = resource.getrusage(resource.RUSAGE_THREAD)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def cleanup(nft: Nft, family: str) -> None:

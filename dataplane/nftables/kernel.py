@@ -22,6 +22,7 @@ import errno
 import logging
 import re
 import subprocess
+import tempfile
 import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -49,20 +50,24 @@ class Nft(Protocol):
         """Apply `text` as one transaction; its output. Raises NftError (the kernel then has none of it)."""
         ...
 
+    def run_parts(self, parts: Sequence[bytes | bytearray]) -> None:
+        """Apply the concatenation of `parts` as one transaction, without joining them first."""
+        ...
+
 
 def describe_failure(error: str, text: str) -> str:
-    """nft's error, shortened: its first message, with the input line it names."""
+    """nft's error, shortened: its first message, with the input line it names (from `text`, else the copy
+    nft prints under the message)."""
     lines = [line for line in error.strip().splitlines() if line.strip()]
     if not lines:
         return "failed"
     message = lines[0]
     match = re.match(r"[^:]*:(\d+):", message)
-    if match:
-        number = int(match.group(1))
-        source = text.splitlines()
-        if 0 < number <= len(source):
-            shown = source[number - 1].strip()
-            message += f" (line {number}: {shown[:200]!r})"
+    source = text.splitlines()
+    if match and 0 < int(match.group(1)) <= len(source):
+        message += f" (line {match.group(1)}: {source[int(match.group(1)) - 1].strip()[:200]!r})"
+    elif len(lines) > 1 and "Error:" not in lines[1]:
+        message += f" ({lines[1].strip()[:200]!r})"
     return message[:1000]
 
 
@@ -90,6 +95,33 @@ class NftProcess:
             raise NftError(f"nft: {describe_failure(result.stderr, text)}")
         return result.stdout
 
+    def run_parts(self, parts: Sequence[bytes | bytearray]) -> None:
+        with tempfile.TemporaryFile() as errors:
+            try:
+                child = subprocess.Popen(
+                    [*self.prefix, "nft", "-f", "-"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                )
+            except OSError as exc:
+                raise NftError(f"nft: {exc}") from exc
+            assert child.stdin is not None
+            try:
+                for part in parts:
+                    child.stdin.write(part)
+                child.stdin.close()
+                code = child.wait(TIMEOUT)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                child.kill()
+                child.wait()
+                errors.seek(0)
+                raise NftError(f"nft: {exc}: {errors.read().decode(errors='replace')[:1000]}") from exc
+            if code != 0:
+                errors.seek(0)
+                message = errors.read().decode(errors="replace")
+                raise NftError(f"nft: {describe_failure(message, '')}")
+
 
 class LibNftables:
     """libnftables in this process, through Debian's python3-nftables binding."""
@@ -108,6 +140,9 @@ class LibNftables:
         if rc != 0:
             raise NftError(f"libnftables: {describe_failure(error, text)}")
         return str(output)
+
+    def run_parts(self, parts: Sequence[bytes | bytearray]) -> None:
+        self.run(b"".join(parts).decode())
 
 
 def open_nft(prefer: str = "libnftables", prefix: Sequence[str] = ()) -> Nft:
