@@ -1,19 +1,22 @@
-"""Benchmark of the dataplane's iptables mode (a script, not a test). Run as root.
+"""Benchmark of the dataplane's modes (a script, not a test). Run as root.
 
-    python -m bench.dataplane_iptables_bench [--services 1000,5000,10000] [--endpoints 10] [--updates 5]
+    python -m bench.dataplane_bench [--mode iptables|nftables] [--services 1000,5000,10000] [--endpoints 10]
+        [--updates 5] [--json]
 
 For each N, in fresh network namespaces made for the run (ilbtdb<hex>, deleted afterwards):
 
 - an embedded API server (in memory) holding N ClusterIP Services and N EndpointSlices of `--endpoints`
-  ready endpoints each, and the real daemon (`python -m dataplane --mode iptables`) watching it, all inside
+  ready endpoints each, and the real daemon (`python -m dataplane --mode MODE`) watching it, all inside
   one namespace (the API server listens on that namespace's loopback);
-- full sync: the daemon's first sync (its own `seconds=`: rendering, the built-in chains check, every
-  iptables-restore transaction), and the floor beside it: `iptables-restore` of the same rules from a file
-  into another fresh namespace, one plain transaction per table, in the same run (measured before and after
-  the daemon; the mean is the floor);
+- full sync: the daemon's first sync (its own `seconds=`: rendering and writing everything), and the floor
+  beside it, in the same run (measured before and after the daemon; the mean is the floor): the same rules
+  loaded from a file into another fresh namespace, by `iptables-restore` (one plain transaction per table)
+  in iptables mode, by `nft -f` in nftables mode;
 - one-Service update: the endpoints of one Service replaced through the API, `--updates` times: the partial
   sync's duration, and the time from the API write to the sync's log line;
-- RSS: the daemon's VmRSS after the updates, and its peak (VmHWM).
+- RSS: the daemon's VmRSS after the updates, and its peak (VmHWM);
+- CPU: the floor's (its child's), and the full sync's where the mode logs it (`cpu=`: the sync thread's and
+  its children's), since wall times on a shared machine follow the load.
 
 Prints a Markdown table (and JSON with --json).
 """
@@ -24,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import statistics
 import subprocess
@@ -39,11 +43,14 @@ sys.path.insert(0, str(REPO))
 from bench.apiserver_bench import Client, cpu_model  # noqa: E402
 from dataplane.iptables.restore import full_restore  # noqa: E402
 from dataplane.iptables.rules import JUMPS, RenderConfig, render_service, render_static  # noqa: E402
+from dataplane.nftables.ruleset import NftConfig  # noqa: E402
+from dataplane.nftables.transaction import Record, plan_full  # noqa: E402
 from dataplane.tracker import ChangeTracker  # noqa: E402
 from lab.apiserver.process import ApiServerProcess  # noqa: E402
 
 NODE = "bench-node"
-SYNCED = re.compile(r"event=synced full=(\w+) services=(\d+) changed=(\d+) seconds=([\d.]+)")
+SYNCED = re.compile(r"event=synced full=(\w+) services=(\d+) changed=(\d+) seconds=([\d.]+)[^\n]*")
+CPU = re.compile(r" cpu=([\d.]+)")  # the CPU seconds of the sync, where the mode reports them
 
 
 def service(i: int) -> dict[str, Any]:
@@ -100,12 +107,16 @@ def status(pid: int) -> dict[str, float]:
     return found
 
 
-def rules_file(objects: list[dict[str, Any]], path: Path) -> None:
-    """The rules the daemon writes for these objects, as one plain restore (the floor's input)."""
+def rules_file(objects: list[dict[str, Any]], path: Path, mode: str) -> None:
+    """The rules the daemon writes for these objects, as one plain input (the floor's)."""
     tracker = ChangeTracker(NODE)
     for obj in objects:
         (tracker.update_slice if obj["kind"] == "EndpointSlice" else tracker.update_service)(obj, 0.0)
     snapshot = tracker.take().snapshot
+    if mode == "nftables":
+        nft = NftConfig(family=4, local_cidrs=("10.244.1.0/24",), comments=False)
+        path.write_text(plan_full(Record(), nft, snapshot.services, None).text)
+        return
     config = RenderConfig(family=4, local_cidrs=("10.244.1.0/24",), comments=False)
     rendered = {key: render_service(info, config) for key, info in snapshot.services.items()}
     path.write_text(full_restore(render_static(config), rendered, missing_jumps=JUMPS))
@@ -118,14 +129,23 @@ def netns(prefix: str = "ilbtdb") -> str:
     return name
 
 
-def floor(path: Path) -> float:
-    """Seconds of a plain iptables-restore of `path` into a fresh namespace."""
+FLOOR_TOOLS = {"iptables": ["iptables-restore"], "nftables": ["nft", "-f", "-"]}
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def floor(path: Path, mode: str) -> tuple[float, float]:
+    """Seconds and CPU seconds of a plain load of `path` into a fresh namespace (iptables-restore, or
+    nft -f)."""
     name = netns()
     try:
         with path.open() as rules:
-            started = time.monotonic()
-            subprocess.run(["ip", "netns", "exec", name, "iptables-restore"], stdin=rules, check=True)
-            return time.monotonic() - started
+            started, cpu = time.monotonic(), children_cpu()
+            subprocess.run(["ip", "netns", "exec", name, *FLOOR_TOOLS[mode]], stdin=rules, check=True)
+            return time.monotonic() - started, children_cpu() - cpu
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
@@ -144,7 +164,7 @@ def wait_line(log: Path, after: int, pattern: re.Pattern[str], timeout: float) -
 def inside(args: argparse.Namespace) -> dict[str, Any]:
     """Runs inside the benchmark's namespace: API server, objects, daemon, measurements."""
     n, endpoints = args.services, args.endpoints
-    results: dict[str, Any] = {"services": n, "endpoints": endpoints}
+    results: dict[str, Any] = {"mode": args.mode, "services": n, "endpoints": endpoints}
     with tempfile.TemporaryDirectory(prefix="ilbt-dpbench-") as tmpdir:
         tmp = Path(tmpdir)
         server = ApiServerProcess(None, log_file=tmp / "apiserver.log")
@@ -166,9 +186,9 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
                 )
             results["populate_s"] = time.monotonic() - started
             rules = tmp / "rules.txt"
-            rules_file(objects, rules)
+            rules_file(objects, rules, args.mode)
             results["rules_lines"] = len(rules.read_text().splitlines())
-            floors = [floor(rules)]
+            floors = [floor(rules, args.mode)]
             log = tmp / "dataplane.log"
             env = dict(os.environ, PYTHONPATH=str(REPO))
             started = time.monotonic()
@@ -181,7 +201,7 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
                         "--node",
                         NODE,
                         "--mode",
-                        "iptables",
+                        args.mode,
                         "--kubeconfig",
                         str(server.kubeconfig),
                         "--ip-families",
@@ -198,11 +218,15 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
                 )
             match, seen = wait_line(log, 0, SYNCED, timeout=3600)
             results["full_sync_s"] = float(match.group(4))
+            cpu = CPU.search(match.group(0))
+            if cpu:
+                results["full_sync_cpu_s"] = float(cpu.group(1))
             results["start_to_first_sync_s"] = seen - started
             results["synced_services"] = int(match.group(2))
-            floors.append(floor(rules))
-            results["floor_s"] = statistics.mean(floors)
-            results["floors_s"] = floors
+            floors.append(floor(rules, args.mode))
+            results["floor_s"] = statistics.mean(seconds for seconds, _ in floors)
+            results["floor_cpu_s"] = statistics.mean(cpu for _, cpu in floors)
+            results["floors_s"] = [seconds for seconds, _ in floors]
             updates, latencies = [], []
             target = n // 2
             for generation in range(1, args.updates + 1):
@@ -229,7 +253,7 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def run_one(n: int, endpoints: int, updates: int) -> dict[str, Any]:
+def run_one(mode: str, n: int, endpoints: int, updates: int) -> dict[str, Any]:
     name = netns()
     try:
         result = subprocess.run(
@@ -240,8 +264,10 @@ def run_one(n: int, endpoints: int, updates: int) -> dict[str, Any]:
                 name,
                 sys.executable,
                 "-m",
-                "bench.dataplane_iptables_bench",
+                "bench.dataplane_bench",
                 "--inside",
+                "--mode",
+                mode,
                 "--services",
                 str(n),
                 "--endpoints",
@@ -263,15 +289,21 @@ def run_one(n: int, endpoints: int, updates: int) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| Services × endpoints | full sync | floor (iptables-restore) | ratio "
+        "| mode | Services × endpoints | full sync | floor | ratio | full sync CPU / floor CPU "
         "| one-Service update (median / max) | write → synced (median) | RSS (peak) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        cpu = (
+            f"{r['full_sync_cpu_s']:.2f} s / {r['floor_cpu_s']:.2f} s"
+            if "full_sync_cpu_s" in r
+            else f"- / {r['floor_cpu_s']:.2f} s"
+        )
         lines.append(
-            f"| {r['services']:,} × {r['endpoints']} | {r['full_sync_s']:.2f} s | {r['floor_s']:.2f} s "
-            f"| {r['full_sync_s'] / r['floor_s']:.2f}× | {statistics.median(r['update_s']) * 1000:.0f} ms / "
-            f"{max(r['update_s']) * 1000:.0f} ms | {statistics.median(r['update_latency_s']) * 1000:.0f} ms "
+            f"| {r['mode']} | {r['services']:,} × {r['endpoints']} | {r['full_sync_s']:.2f} s "
+            f"| {r['floor_s']:.2f} s | {r['full_sync_s'] / r['floor_s']:.2f}× | {cpu} "
+            f"| {statistics.median(r['update_s']) * 1000:.0f} ms / {max(r['update_s']) * 1000:.0f} ms "
+            f"| {statistics.median(r['update_latency_s']) * 1000:.0f} ms "
             f"| {r['VmRSS']:.0f} MB ({r['VmHWM']:.0f} MB) |"
         )
     return "\n".join(lines)
@@ -279,6 +311,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--mode", default="iptables", choices=sorted(FLOOR_TOOLS))
     parser.add_argument("--services", default="1000,5000,10000")
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--updates", type=int, default=5)
@@ -291,7 +324,7 @@ def main() -> int:
         return 0
     results = []
     for n in (int(x) for x in args.services.split(",")):
-        results.append(run_one(n, args.endpoints, args.updates))
+        results.append(run_one(args.mode, n, args.endpoints, args.updates))
         print(json.dumps(results[-1]), file=sys.stderr)
     load = os.getloadavg()[0]
     print(f"Machine: nproc={os.cpu_count()}, CPU {cpu_model()}, load average {load:.1f}")
