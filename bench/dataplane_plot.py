@@ -1,0 +1,86 @@
+"""Plot full-sync time against the number of Services for each dataplane mode, from the benchmark's JSON.
+
+    pip install -e '.[bench]'     # matplotlib
+    python -m bench.dataplane_plot docs/dataplane-bench.json docs/dataplane-sync-time.png
+
+The input is a JSON list of the rows `bench/dataplane_bench.py --json` prints (mode, services, full_sync_s,
+floor_s, update_s). kube-proxy's figures from shared/reference/kube-proxy.md are drawn beside ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+# kube-proxy v1.36 on this kind of machine (shared/reference/kube-proxy.md): full sync seconds by Services.
+KUBE_PROXY_FULL_SYNC = {
+    "nftables": {10000: 39.0},
+    "iptables": {5000: 378.0},  # and not done in 900 s at 10,000
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("output", type=Path)
+    args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows: list[dict[str, Any]] = json.loads(args.results.read_text())
+    modes = sorted({row["mode"] for row in rows})
+    figure, (full, update) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for mode in modes:
+        mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["services"])
+        counts = [r["services"] for r in mine]
+        (line,) = full.plot(counts, [r["full_sync_s"] for r in mine], marker="o", label=f"ironlb {mode}")
+        full.plot(
+            counts,
+            [r["floor_s"] for r in mine],
+            linestyle=":",
+            color=line.get_color(),
+            label=f"{mode} floor ({'nft -f' if mode == 'nftables' else 'iptables-restore'})",
+        )
+        update.plot(
+            counts,
+            [statistics.median(r["update_s"]) * 1000 for r in mine],
+            marker="o",
+            color=line.get_color(),
+            label=f"ironlb {mode}",
+        )
+        kube_proxy = KUBE_PROXY_FULL_SYNC.get(mode, {})
+        if kube_proxy:
+            full.scatter(
+                list(kube_proxy),
+                list(kube_proxy.values()),
+                marker="x",
+                s=60,
+                color=line.get_color(),
+                label=f"kube-proxy {mode}",
+            )
+    full.set_yscale("log")
+    full.set_xlabel("Services (10 endpoints each)")
+    full.set_ylabel("full sync (s, log)")
+    full.set_title("Full sync")
+    full.grid(True, which="both", alpha=0.3)
+    full.legend(fontsize=7)
+    update.set_yscale("log")
+    update.set_xlabel("Services (10 endpoints each)")
+    update.set_ylabel("one-Service update (ms, log)")
+    update.set_title("One-Service update (median)")
+    update.grid(True, which="both", alpha=0.3)
+    update.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(args.output, dpi=110)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
