@@ -1,7 +1,13 @@
-# The image config/controller.yaml runs: `docker build -t ironlb:0.1.0 .`
+# The image config/controller.yaml and config/dataplane run: `docker build -t ironlb:0.1.0 .`
 # Our CI machines have no container engine, so this file is not built there; the same package and entry point are
 # what every test runs.
 FROM python:3.11-slim
+
+# The dataplane drives the kernel through these tools (config/dataplane runs this image as root with
+# NET_ADMIN and NET_RAW; the controller and the speaker never call them).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends iptables nftables conntrack ipset \
+    && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/ironlb
 COPY pyproject.toml constraints.txt README.md ./
