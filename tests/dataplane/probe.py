@@ -5,6 +5,11 @@ tests.dataplane.probe ...`), so one process makes many connections and prints on
     http HOST PORT [--path P]                                  an HTTP GET (healthCheckNodePort, /healthz)
     udp HOST PORT [--count N] [--sport P] [--interval S]      one datagram each, from one source port
     hold HOST PORT                                             one TCP connection; a line on stdin -> a reply
+    sctp-send HOST PORT [--sport P]                            one SCTP INIT through a raw socket (IPv4)
+    sctp-listen PORT [--timeout S]                             the first SCTP packet to PORT: where it went
+
+SCTP goes through raw sockets, so it is tested where the kernel has no SCTP stack too: the dataplane only
+needs the kernel to track and NAT it.
 
 Each result: {"ok": bool, "reply": "<pod> <client ip>:<port>" or "", "error": "ECONNREFUSED"|"timeout"|...,
 "seconds": elapsed}.
@@ -16,6 +21,7 @@ import argparse
 import errno
 import json
 import socket
+import struct
 import sys
 import time
 import urllib.request
@@ -69,6 +75,46 @@ def http_once(host: str, port: int, path: str, timeout: float) -> dict[str, Any]
         return {"ok": False, "status": 0, "reply": "", "error": _error(exc), "seconds": _since(started)}
 
 
+def crc32c(data: bytes) -> int:
+    """SCTP's checksum (Castagnoli CRC-32)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def sctp_init(sport: int, dport: int) -> bytes:
+    """An SCTP packet (common header + INIT chunk) with its checksum, as a raw socket sends it."""
+    chunk = struct.pack("!BBHIIHHI", 1, 0, 20, 0x1234567, 65535, 1, 1, 1)
+    packet = struct.pack("!HHII", sport, dport, 0, 0) + chunk
+    return packet[:8] + struct.pack("<I", crc32c(packet)) + packet[12:]
+
+
+def sctp_listen(port: int, timeout: float) -> dict[str, Any]:
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_SCTP) as sock:
+        sock.settimeout(timeout)
+        emit({"ok": True, "reply": "listening", "error": "", "seconds": 0.0})
+        started = time.monotonic()
+        while True:
+            try:
+                data = sock.recv(65535)
+            except Exception as exc:
+                return {"ok": False, "reply": "", "error": _error(exc), "seconds": _since(started)}
+            header = (data[0] & 0x0F) * 4
+            dport = struct.unpack("!H", data[header + 2 : header + 4])[0]
+            if dport == port:
+                source = socket.inet_ntoa(data[12:16])
+                destination = socket.inet_ntoa(data[16:20])
+                return {
+                    "ok": True,
+                    "reply": f"{destination}:{dport} from {source}",
+                    "error": "",
+                    "seconds": _since(started),
+                }
+
+
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
 
@@ -79,15 +125,23 @@ def emit(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["tcp", "http", "udp", "hold"])
+    parser.add_argument("kind", choices=["tcp", "http", "udp", "hold", "sctp-send", "sctp-listen"])
     parser.add_argument("host")
-    parser.add_argument("port", type=int)
+    parser.add_argument("port", type=int, nargs="?", default=0)
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=2.0)
     parser.add_argument("--interval", type=float, default=0.0)
     parser.add_argument("--sport", type=int, default=0)
     parser.add_argument("--path", default="/")
     args = parser.parse_args(argv)
+    if args.kind == "sctp-listen":
+        emit(sctp_listen(int(args.host), args.timeout))
+        return 0
+    if args.kind == "sctp-send":
+        with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_SCTP) as sock:
+            sock.sendto(sctp_init(args.sport or 40000, args.port), (args.host, 0))
+        emit({"ok": True, "reply": "sent", "error": "", "seconds": 0.0})
+        return 0
     if args.kind == "udp":
         with socket.socket(_family(args.host), socket.SOCK_DGRAM) as sock:
             sock.bind(("::" if ":" in args.host else "0.0.0.0", args.sport))
