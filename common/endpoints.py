@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common.errors import FieldProblem, preview
+
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
@@ -41,17 +43,6 @@ class SliceEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
-class SliceProblem:
-    """A part of a slice that was skipped; `field` is a path inside the EndpointSlice."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
 class EndpointSliceFacts:
     namespace: str
     name: str
@@ -60,7 +51,7 @@ class EndpointSliceFacts:
     ports: tuple[SlicePort, ...]
     endpoints: tuple[SliceEndpoint, ...]
     trigger_time: str  # the last-change-trigger-time annotation (RFC 3339), "" when absent
-    problems: tuple[SliceProblem, ...] = ()
+    problems: tuple[FieldProblem, ...] = ()
 
     @property
     def family(self) -> int:
@@ -77,11 +68,11 @@ def _condition(conditions: Mapping[str, Any], key: str, default: bool) -> bool:
     return value if isinstance(value, bool) else default
 
 
-def _ports(raw: Any, problems: list[SliceProblem]) -> tuple[SlicePort, ...]:
+def _ports(raw: Any, problems: list[FieldProblem]) -> tuple[SlicePort, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        problems.append(SliceProblem("ports", "must be a list"))
+        problems.append(FieldProblem("ports", "must be a list"))
         return ()
     ports: list[SlicePort] = []
     for index, entry in enumerate(raw):
@@ -92,18 +83,18 @@ def _ports(raw: Any, problems: list[SliceProblem]) -> tuple[SlicePort, ...]:
         name = item.get("name") or ""
         if port is None:
             # An unset port means "all ports" in the API; no proxy can use it (kube-proxy skips it too).
-            problems.append(SliceProblem(f"{field}.port", "unset (all ports) cannot be proxied"))
+            problems.append(FieldProblem(f"{field}.port", "unset (all ports) cannot be proxied"))
             continue
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            problems.append(SliceProblem(f"{field}.port", f"{port!r} is not a port number (1-65535)"))
+            problems.append(FieldProblem(f"{field}.port", f"{preview(port)} is not a port number (1-65535)"))
             continue
         if protocol not in PROTOCOLS:
             problems.append(
-                SliceProblem(f"{field}.protocol", f"{protocol!r} is not one of {', '.join(PROTOCOLS)}")
+                FieldProblem(f"{field}.protocol", f"{preview(protocol)} is not one of {', '.join(PROTOCOLS)}")
             )
             continue
         if not isinstance(name, str):
-            problems.append(SliceProblem(f"{field}.name", f"{name!r} is not a string"))
+            problems.append(FieldProblem(f"{field}.name", f"{preview(name)} is not a string"))
             continue
         ports.append(SlicePort(name, protocol, port))
     return tuple(ports)
@@ -123,24 +114,25 @@ def _address(raw: Any, address_type: str) -> str | None:
     return str(address)
 
 
-def _endpoints(raw: Any, address_type: str, problems: list[SliceProblem]) -> tuple[SliceEndpoint, ...]:
+def _endpoints(raw: Any, address_type: str, problems: list[FieldProblem]) -> tuple[SliceEndpoint, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        problems.append(SliceProblem("endpoints", "must be a list"))
+        problems.append(FieldProblem("endpoints", "must be a list"))
         return ()
     endpoints: list[SliceEndpoint] = []
     for index, entry in enumerate(raw):
         item = _mapping(entry)
         addresses = item.get("addresses")
         if not isinstance(addresses, list) or not addresses:
-            problems.append(SliceProblem(f"endpoints[{index}].addresses", "must list at least one address"))
+            problems.append(FieldProblem(f"endpoints[{index}].addresses", "must list at least one address"))
             continue
         address = _address(addresses[0], address_type)
         if address is None:
             problems.append(
-                SliceProblem(
-                    f"endpoints[{index}].addresses[0]", f"{addresses[0]!r} is not an {address_type} address"
+                FieldProblem(
+                    f"endpoints[{index}].addresses[0]",
+                    f"{preview(addresses[0])} is not an {address_type} address",
                 )
             )
             continue
@@ -168,11 +160,11 @@ def slice_facts(obj: Mapping[str, Any]) -> EndpointSliceFacts:
     metadata = _mapping(obj.get("metadata"))
     labels = _mapping(metadata.get("labels"))
     annotations = _mapping(metadata.get("annotations"))
-    problems: list[SliceProblem] = []
+    problems: list[FieldProblem] = []
     address_type = obj.get("addressType")
     if address_type not in ADDRESS_TYPES:
         problems.append(
-            SliceProblem("addressType", f"{address_type!r} is not one of {', '.join(ADDRESS_TYPES)}")
+            FieldProblem("addressType", f"{preview(address_type)} is not one of {', '.join(ADDRESS_TYPES)}")
         )
         address_type = "FQDN"  # nothing routable: the slice contributes no endpoints
         endpoints: tuple[SliceEndpoint, ...] = ()

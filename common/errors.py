@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reprlib
+from dataclasses import dataclass
 from typing import Any
 
 # How much of a user's value an error message quotes: events and logs must stay small whatever the input.
@@ -57,6 +58,18 @@ class RequestError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """A part of an object that was skipped, not fatal: ``str(p)`` is ``"{field}: {message}"`` with `field` a
+    path inside the object (``spec.externalIPs[0]``, ``endpoints[2].addresses[0]``)."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
 def type_name(value: Any) -> str:

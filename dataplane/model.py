@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.endpoints import PROTOCOLS
+from common.errors import FieldProblem, preview
 
 DEFAULT_AFFINITY_TIMEOUT = (
     10800  # seconds: the API's default for sessionAffinityConfig.clientIP.timeoutSeconds
@@ -106,22 +107,13 @@ class ServiceInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceProblem:
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
 class ParsedService:
     """What the dataplane reads from a Service: its ports per family (empty when nothing is proxied) and the
     parts it had to skip."""
 
     key: ServiceKey
     ports: tuple[ServicePort, ...]
-    problems: tuple[ServiceProblem, ...] = field(default=())
+    problems: tuple[FieldProblem, ...] = field(default=())
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -141,14 +133,12 @@ def _ip(text: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _ips_by_family(
-    values: list[Any], field_name: str, problems: list[ServiceProblem]
-) -> dict[int, list[str]]:
+def _ips_by_family(values: list[Any], field_name: str, problems: list[FieldProblem]) -> dict[int, list[str]]:
     by_family: dict[int, list[str]] = {4: [], 6: []}
     for index, value in enumerate(values):
         ip = _ip(value)
         if ip is None:
-            problems.append(ServiceProblem(f"{field_name}[{index}]", f"{value!r} is not an IP address"))
+            problems.append(FieldProblem(f"{field_name}[{index}]", f"{preview(value)} is not an IP address"))
             continue
         text = str(ip)
         if text not in by_family[ip.version]:
@@ -156,14 +146,14 @@ def _ips_by_family(
     return by_family
 
 
-def _source_ranges(values: list[Any], problems: list[ServiceProblem]) -> dict[int, list[str]]:
+def _source_ranges(values: list[Any], problems: list[FieldProblem]) -> dict[int, list[str]]:
     by_family: dict[int, list[str]] = {4: [], 6: []}
     for index, value in enumerate(values):
         try:
             network = ipaddress.ip_network(str(value).strip(), strict=False)
         except ValueError:
             problems.append(
-                ServiceProblem(f"spec.loadBalancerSourceRanges[{index}]", f"{value!r} is not a CIDR")
+                FieldProblem(f"spec.loadBalancerSourceRanges[{index}]", f"{preview(value)} is not a CIDR")
             )
             continue
         if str(network) not in by_family[network.version]:
@@ -171,16 +161,16 @@ def _source_ranges(values: list[Any], problems: list[ServiceProblem]) -> dict[in
     return by_family
 
 
-def _affinity_timeout(spec: Mapping[str, Any], problems: list[ServiceProblem]) -> int:
+def _affinity_timeout(spec: Mapping[str, Any], problems: list[FieldProblem]) -> int:
     if spec.get("sessionAffinity") != "ClientIP":
         return 0
     client_ip = _mapping(_mapping(spec.get("sessionAffinityConfig")).get("clientIP"))
     timeout = client_ip.get("timeoutSeconds", DEFAULT_AFFINITY_TIMEOUT)
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= MAX_AFFINITY_TIMEOUT:
         problems.append(
-            ServiceProblem(
+            FieldProblem(
                 "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
-                f"{timeout!r} is not 1-{MAX_AFFINITY_TIMEOUT}; using {DEFAULT_AFFINITY_TIMEOUT}",
+                f"{preview(timeout)} is not 1-{MAX_AFFINITY_TIMEOUT}; using {DEFAULT_AFFINITY_TIMEOUT}",
             )
         )
         return DEFAULT_AFFINITY_TIMEOUT
@@ -203,7 +193,7 @@ def parse_service(obj: Mapping[str, Any]) -> ParsedService:
     metadata = _mapping(obj.get("metadata"))
     key = ServiceKey(str(metadata.get("namespace") or "default"), str(metadata.get("name") or ""))
     spec = _mapping(obj.get("spec"))
-    problems: list[ServiceProblem] = []
+    problems: list[FieldProblem] = []
     service_type = spec.get("type") or "ClusterIP"
     if service_type == "ExternalName":
         return ParsedService(key, ())
@@ -216,7 +206,9 @@ def parse_service(obj: Mapping[str, Any]) -> ParsedService:
     for index, text in enumerate(cluster_ips):
         ip = _ip(text)
         if ip is None:
-            problems.append(ServiceProblem(f"spec.clusterIPs[{index}]", f"{text!r} is not an IP address"))
+            problems.append(
+                FieldProblem(f"spec.clusterIPs[{index}]", f"{preview(text)} is not an IP address")
+            )
         elif ip.version not in cluster_by_family:
             cluster_by_family[ip.version] = str(ip)
     external_ips = _ips_by_family(_list(spec.get("externalIPs")), "spec.externalIPs", problems)
@@ -233,8 +225,9 @@ def parse_service(obj: Mapping[str, Any]) -> ParsedService:
             ip = _ip(item["ip"])
             if ip is None:
                 problems.append(
-                    ServiceProblem(
-                        f"status.loadBalancer.ingress[{index}].ip", f"{item['ip']!r} is not an IP address"
+                    FieldProblem(
+                        f"status.loadBalancer.ingress[{index}].ip",
+                        f"{preview(item['ip'])} is not an IP address",
                     )
                 )
             elif str(ip) not in lb_ips[ip.version]:
@@ -260,14 +253,18 @@ def parse_service(obj: Mapping[str, Any]) -> ParsedService:
         port_name = item.get("name") or ""
         if port is None:
             problems.append(
-                ServiceProblem(f"{field_name}.port", f"{item.get('port')!r} is not a port number")
+                FieldProblem(f"{field_name}.port", f"{preview(item.get('port'))} is not a port number")
             )
             continue
         if protocol not in PROTOCOLS:
-            problems.append(ServiceProblem(f"{field_name}.protocol", f"{protocol!r} is not TCP, UDP or SCTP"))
+            problems.append(
+                FieldProblem(f"{field_name}.protocol", f"{preview(protocol)} is not TCP, UDP or SCTP")
+            )
             continue
         if not isinstance(port_name, str) or (port_name, protocol) in seen:
-            problems.append(ServiceProblem(f"{field_name}.name", f"{port_name!r} is not a unique port name"))
+            problems.append(
+                FieldProblem(f"{field_name}.name", f"{preview(port_name)} is not a unique port name")
+            )
             continue
         seen.add((port_name, protocol))
         node_port = 0
@@ -275,7 +272,9 @@ def parse_service(obj: Mapping[str, Any]) -> ParsedService:
             node_port = _port_number(item.get("nodePort")) or 0
             if not node_port:
                 problems.append(
-                    ServiceProblem(f"{field_name}.nodePort", f"{item.get('nodePort')!r} is not a port number")
+                    FieldProblem(
+                        f"{field_name}.nodePort", f"{preview(item.get('nodePort'))} is not a port number"
+                    )
                 )
         for family, cluster_ip in sorted(cluster_by_family.items()):
             ports.append(
