@@ -40,7 +40,9 @@ log = logging.getLogger("dataplane")
 
 # Services handled by another proxy are left alone, and headless ones never need rules (kube-proxy's filter).
 SERVICE_SELECTOR = "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"
-METADATA_FIELDS = ("name", "namespace", "uid", "resourceVersion")
+# What the informers keep of each object's metadata: enough to name it in an Event (the informer tracks
+# resourceVersions itself).
+METADATA_FIELDS = ("name", "namespace", "uid")
 
 
 def _metadata(obj: Mapping[str, Any], labels: Sequence[str] = (), annotations: Sequence[str] = ()) -> JSON:
