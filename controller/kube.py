@@ -65,10 +65,24 @@ def load_client_configuration(kubeconfig: str | None) -> Any:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig or None, client_configuration=configuration, temp_file_path=str(scratch)
         )
+        moved = {}
         for attribute in ("ssl_ca_cert", "cert_file", "key_file"):
             path = getattr(configuration, attribute, None)
             if path and Path(path).parent == scratch:
-                setattr(configuration, attribute, memory_file(Path(path).read_bytes(), attribute))
+                moved[attribute] = memory_file(Path(path).read_bytes(), attribute)
+                setattr(configuration, attribute, moved[attribute])
+        hook = getattr(configuration, "refresh_api_key_hook", None)
+        if hook is not None and moved:
+            # A token user's refresh hook (run before every request) sets the loader's file paths again,
+            # those in the removed scratch directory, and installs itself anew: keep the memory files.
+            def refresh(conf: Any) -> None:
+                hook(conf)
+                for attribute, memory_path in moved.items():
+                    setattr(conf, attribute, memory_path)
+                conf.refresh_api_key_hook = refresh
+
+            settable: Any = configuration  # typed without the hook
+            settable.refresh_api_key_hook = refresh
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return configuration
