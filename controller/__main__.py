@@ -46,9 +46,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="no leader election: run only one replica",
     )
     parser.add_argument("--lease-name", default="ironlb-controller", help="coordination.k8s.io Lease name")
-    parser.add_argument("--lease-duration", type=int, default=15, help="lease validity (s)")
-    parser.add_argument("--renew-deadline", type=float, default=10.0, help="renew deadline (s)")
-    parser.add_argument("--retry-period", type=float, default=2.0, help="seconds between lease attempts")
+    parser.add_argument("--lease-duration", type=int, default=3, help="lease validity (s)")
+    parser.add_argument("--renew-deadline", type=float, default=2.0, help="renew deadline (s)")
+    parser.add_argument("--retry-period", type=float, default=0.5, help="seconds between lease attempts")
     parser.add_argument("--identity", default="", help="default: POD_NAME or host_pid")
     parser.add_argument("--workers", type=int, default=16, help="Services reconciled concurrently")
     parser.add_argument(
@@ -66,6 +66,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.renew_deadline < args.lease_duration:
         parser.error("--renew-deadline must be shorter than --lease-duration")
+    if not args.renew_deadline > 1.2 * args.retry_period:
+        parser.error("--renew-deadline must be longer than 1.2 x --retry-period (client-go's rule)")
     return args
 
 

@@ -4,6 +4,11 @@ Follows client-go's rules: a lease is free when it has no holder or when its rec
 leaseDurationSeconds of *our* clock (observed locally, so clock skew between replicas does not matter); the
 leader renews every retry period and gives up (the process exits) if it could not renew for renew_deadline,
 which is shorter than the lease duration, so it stops before anyone else may take over.
+
+Fencing: the process may be paused (SIGSTOP, a VM freeze, a long GC) past its lease and resume with writes
+queued. `may_write()` is false once renew_deadline has passed since the start of the last successful renewal
+(monotonic clock): callers check it right before each write, so a leader that lost the Lease while paused
+writes nothing before `keep()` notices and gives up.
 """
 
 from __future__ import annotations
@@ -44,8 +49,14 @@ class LeaderElector:
         self._retry = retry_period
         self._observed: tuple[Any, Any] | None = None
         self._observed_at = 0.0
-        self._last_renew = 0.0
+        self._last_renew = 0.0  # monotonic time at which the last successful renewal was sent
+        self._lease: dict[str, Any] | None = None  # our Lease as last written, for renewals without a read
         self.is_leader = False
+
+    def may_write(self) -> bool:
+        """Whether this replica is the leader and its renew deadline has not passed (others cannot have taken
+        over yet: they wait a whole lease duration from when they saw our last renewal)."""
+        return self.is_leader and time.monotonic() - self._last_renew < self._renew_deadline
 
     async def acquire(self) -> None:
         """Return once this replica holds the lease."""
@@ -98,6 +109,9 @@ class LeaderElector:
             return False
 
     async def _attempt(self) -> bool:
+        started = time.monotonic()
+        if self.is_leader and self._lease is not None and await self._renew(started):
+            return True
         now = micro_time()
         lease = await self._client.get(self._path)
         if lease is None:
@@ -114,12 +128,12 @@ class LeaderElector:
                 },
             }
             try:
-                await self._client.create(self._collection, body)
+                self._lease = await self._client.create(self._collection, body)
             except ApiError as e:
                 if e.status == 409:
                     return False
                 raise
-            self._last_renew = time.monotonic()
+            self._last_renew = started
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -144,7 +158,28 @@ class LeaderElector:
             if e.status == 409:
                 return False
             raise
-        new_spec = updated.get("spec") or {}
-        self._observed = (new_spec.get("holderIdentity") or "", new_spec.get("renewTime"))
-        self._observed_at = self._last_renew = time.monotonic()
+        self._accept(updated, started)
         return True
+
+    async def _renew(self, started: float) -> bool:
+        """The leader's renewal: one write of the Lease as we last wrote it (its resourceVersion guards it);
+        False if someone else wrote it since (then it is read again)."""
+        assert self._lease is not None
+        lease = dict(self._lease)
+        lease["spec"] = {**(lease.get("spec") or {}), "renewTime": micro_time()}
+        try:
+            updated = await self._client.replace(self._path, lease)
+        except ApiError as e:
+            if e.status in (404, 409):
+                self._lease = None
+                return False
+            raise
+        self._accept(updated, started)
+        return True
+
+    def _accept(self, updated: dict[str, Any], started: float) -> None:
+        new_spec = updated.get("spec") or {}
+        self._lease = updated
+        self._observed = (new_spec.get("holderIdentity") or "", new_spec.get("renewTime"))
+        self._observed_at = time.monotonic()
+        self._last_renew = started

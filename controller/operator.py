@@ -64,9 +64,11 @@ class Options:
     namespace: str = "metallb-system"
     leader_elect: bool = True
     lease_name: str = "ironlb-controller"
-    lease_duration: int = 15
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    # Takeover within ~3.5 s of a crash (at most lease_duration + 2 retry periods + start-up); see
+    # docs/controller.md for what the renewals cost.
+    lease_duration: int = 3
+    renew_deadline: float = 2.0
+    retry_period: float = 0.5
     identity: str = ""
     workers: int = 16
     resync_period: float = 300.0
@@ -665,6 +667,7 @@ class Controller:
         try:
             if patch:
                 path = f"/api/v1/namespaces/{namespace}/services/{name}/status"
+                await self._fence()
                 self._remember(key, await self.client.merge_patch(path, patch))
         except ApiError as e:
             if e.status == 404:
@@ -766,6 +769,7 @@ class Controller:
             instance=self.identity,
             default_kind="Service",
         )
+        await self._fence()
         await self.client.create(f"/api/v1/namespaces/{namespace}/events", body)
 
     async def _stats_flusher(self) -> None:
@@ -803,6 +807,7 @@ class Controller:
             namespace = self.options.namespace
             path = f"/apis/metallb.io/v1beta1/namespaces/{namespace}/ipaddresspools/{pool.name}/status"
             try:
+                await self._fence()
                 updated = await self.client.merge_patch(path, {"status": status})
             except ApiError as e:
                 if e.status == 404:
@@ -821,6 +826,14 @@ class Controller:
                 (current.get("metadata") or {}).get("resourceVersion"),
             ):
                 self.ip_address_pools[pool.name] = updated
+
+    async def _fence(self) -> None:
+        """Call right before each write (nothing awaited in between): a leader past its renew deadline, such
+        as one resumed after a pause, writes nothing until it has renewed, or exits when it cannot."""
+        if self.elector is None:
+            return
+        while not self.elector.may_write():
+            await asyncio.sleep(0.05)
 
     def _leadership_lost(self) -> None:
         # Another replica may take over any moment now: stop writing at once; the Deployment restarts us.
