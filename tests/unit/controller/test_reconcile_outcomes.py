@@ -165,6 +165,7 @@ def test_no_room() -> None:
         events=[Event("Warning", "AllocationFailed", f'Failed to allocate IP for "ns/web": {reason}')],
         pending=True,
         failure=reason,
+        waiting_on=("p",),
         action="allocation_failed",
     )
 
