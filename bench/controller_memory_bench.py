@@ -73,6 +73,11 @@ async def create_flood(
     await asyncio.gather(*(creator() for _ in range(in_flight)))
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM: the highest resident set size the process has had."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -145,6 +150,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         served_s = time.monotonic() - t0
         watch_peak = peak_rss_mb(first.pid)
+        flood_cpu = cpu_seconds(first.pid)
+        server_cpu = cpu_seconds(server.pid)
         first.send_signal(signal.SIGKILL)
         first.wait()
 
@@ -166,6 +173,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "flood_created_s": round(created_s, 1),
             "all_assigned_s": round(served_s, 1),
             "restart_to_started_s": round(restart_s, 1),
+            "controller_cpu_during_flood_s": round(flood_cpu, 1),
+            "apiserver_cpu_until_all_assigned_s": round(server_cpu, 1),
             "apiserver_peak_mb": round(server_peak, 1),
             "machine": f"nproc={os.cpu_count()} {platform.machine()} Python {platform.python_version()}",
         }
