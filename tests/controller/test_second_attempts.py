@@ -1,5 +1,5 @@
-"""What happens the second time round: an unchanged failure is not reported again, and an IP another Service
-leaves goes to the Service waiting for it.
+"""What happens the second time round: an unchanged failure is not reported again, a withdrawal is announced
+once, and an IP another Service leaves goes to the Service waiting for it.
 
 A test that an event is posted once must first see the second attempt happen (the Service's log lines or the
 error counter grow), then see a later event on the same object (posted after any duplicate would have been),
@@ -108,3 +108,27 @@ def test_a_pending_service_gets_the_ip_another_service_left(cluster: Cluster, co
     kubectl("annotate", "service", "mover", "--overwrite", "metallb.io/address-pool=two")
     assert wait_ips(kubectl, "waiter") == ["10.72.0.0"]
     assert service_ips(kubectl, "mover") == ["10.72.1.0"]
+
+
+def test_a_withdrawal_is_announced_once(cluster: Cluster, controller: ControllerProcess):
+    kubectl = cluster.kubectl
+    apply(kubectl, ip_address_pool("leaving", ["10.73.0.0/32"]))
+    apply(kubectl, service("tenant", annotations={"metallb.io/address-pool": "leaving"}))
+    assert wait_ips(kubectl, "tenant", timeout=20) == ["10.73.0.0"]
+    kubectl("delete", "ipaddresspool", "leaving", "-n", "metallb-system")
+    wait_for("tenant withdrawn", lambda: service_ips(kubectl, "tenant") == [])
+    wait_event(kubectl, "tenant", "ClearAssignment", contains="not allowed by config")
+    wait_event(kubectl, "tenant", "AllocationFailed", contains='unknown pool "leaving"')
+    before = log_lines(controller, "default/tenant")
+    kubectl("label", "service", "tenant", "touched=yes")
+    wait_for("a second attempt", lambda: log_lines(controller, "default/tenant") > before)
+    # The pool comes back: IPAllocated is posted after anything the second attempt posted.
+    apply(kubectl, ip_address_pool("leaving", ["10.73.0.0/32"]))
+    assert wait_ips(kubectl, "tenant", timeout=20) == ["10.73.0.0"]
+    wait_event(kubectl, "tenant", "IPAllocated", contains="10.73.0.0")
+    cleared = events(kubectl, "tenant", reason="ClearAssignment")
+    assert [e["message"] for e in cleared] == ['current IP ["10.73.0.0"] not allowed by config, clearing']
+    failed = events(kubectl, "tenant", reason="AllocationFailed")
+    assert [e["message"] for e in failed] == [
+        'Failed to allocate IP for "default/tenant": unknown pool "leaving"'
+    ]
