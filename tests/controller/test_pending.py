@@ -9,7 +9,16 @@ from collections.abc import Callable
 import pytest
 
 from tests.controller.conftest import Cluster, StartController
-from tests.controller.helpers import ControllerProcess, apply, configmap, service, wait_for, wait_ips
+from tests.controller.helpers import (
+    ControllerProcess,
+    apply,
+    configmap,
+    events,
+    service,
+    wait_event,
+    wait_for,
+    wait_ips,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,4 +49,25 @@ def test_a_release_wakes_the_oldest_waiter_only(cluster: Cluster, start_controll
     apply(kubectl, service("sentinel"))
     wait_for("the sentinel's failure", lambda: "service=default/sentinel " in controller.log())
     retried = controller.log().count("event=allocation_failed ") - before
+    controller.kill()  # the next test's controller must be the only one posting events
     assert retried == 1, f"{retried - 1} waiting Services were retried for nothing"
+
+
+def test_unrelated_annotation_edits_do_not_repeat_the_failure_event(
+    cluster: Cluster, start_controller: StartController
+) -> None:
+    """Issue 8: five unrelated edits (each copying a large annotation) made 1.44 MB of Events."""
+    kubectl = cluster.kubectl
+    controller = start_controller("--standalone")
+    asks = {"metallb.io/address-pool": "nowhere"}
+    apply(kubectl, service("lonely", namespace="default", annotations=asks))
+    wait_event(kubectl, "lonely", "AllocationFailed", contains='unknown pool "nowhere"')
+    for edit in range(5):
+        kubectl("annotate", "service", "lonely", f"notes.example/edit={edit}{'x' * 20000}", "--overwrite")
+    # A change of what the Service asks for is a new failure: its event comes after whatever the edits caused.
+    kubectl("annotate", "service", "lonely", "metallb.io/address-pool=elsewhere", "--overwrite")
+    wait_event(kubectl, "lonely", "AllocationFailed", contains='unknown pool "elsewhere"')
+    failures = events(kubectl, "lonely", reason="AllocationFailed")
+    assert len(failures) == 2, [e["message"] for e in failures]
+    assert all(len(e["message"]) < 200 for e in failures)
+    assert controller.alive()
