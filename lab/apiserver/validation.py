@@ -114,30 +114,24 @@ def check_label_map(path: str, labels: Any) -> list[Cause]:
         return [invalid(path, labels, "must be a map of string keys to string values")]
     causes: list[Cause] = []
     for key, value in labels.items():
-        prefix, _, name = key.rpartition("/")
-        if not name or len(name) > 63 or not QUALIFIED_NAME.match(name):
-            causes.append(
-                invalid(
-                    path,
-                    key,
-                    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
-                    "end with an alphanumeric character",
-                )
-            )
-        elif prefix and not DNS1123_SUBDOMAIN.match(prefix):
-            causes.append(invalid(path, key, "prefix part " + DNS1123_SUBDOMAIN_MSG))
+        # ValidateLabels (k8s.io/apimachinery/pkg/apis/meta/v1/validation): IsQualifiedName for keys,
+        # IsValidLabelValue for values (k8s.io/apimachinery/pkg/util/validation/validation.go).
+        causes += [invalid(path, key, msg) for msg in qualified_name_errors(str(key))]
         if not isinstance(value, str):
             causes.append(invalid(f"{path}[{key}]", value, "must be a string"))
-        elif len(value) > 63 or not LABEL_VALUE.match(value):
-            causes.append(
-                invalid(
-                    path,
-                    value,
-                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
-                    "or '.', and must start and end with an alphanumeric character",
-                )
-            )
+            continue
+        if len(value) > 63:
+            causes.append(invalid(path, value, "must be no more than 63 characters"))
+        if not LABEL_VALUE.match(value):
+            causes.append(invalid(path, value, LABEL_VALUE_MSG))
     return causes
+
+
+LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used "
+    "for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

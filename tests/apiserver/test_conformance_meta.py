@@ -375,3 +375,20 @@ def test_node_pod_cidrs_follow_pod_cidr_and_back(live: Rest) -> None:
         'Node "cidr-a" is invalid: spec.podCIDRs: Forbidden: node updates may not change podCIDR except '
         'from "" to valid'
     )
+
+
+def test_label_keys_and_values_are_validated_with_the_real_wording(live: Rest) -> None:
+    # ValidateLabels (staging/src/k8s.io/apimachinery/pkg/apis/meta/v1/validation/validation.go):
+    # IsQualifiedName for keys, IsValidLabelValue for values (pkg/util/validation/validation.go).
+    body = dict(configmap("labels-bad"), metadata={"name": "labels-bad", "labels": {"bad key": "-x"}})
+    resp = live.request("POST", CMS, body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["message"] == (
+        'ConfigMap "labels-bad" is invalid: [metadata.labels: Invalid value: "bad key": name part must '
+        "consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+        "character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+        "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]'), metadata.labels: Invalid value: \"-x\": a valid label "
+        "must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and "
+        "end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
+        "validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')]"
+    )
