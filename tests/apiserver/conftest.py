@@ -22,13 +22,8 @@ def rest(apiserver: ApiServerProcess) -> Iterator[Rest]:
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServerProcess]:
-    server = ApiServerProcess(data_dir=tmp_path_factory.mktemp("live") / "apiserver")
-    server.start()
-    try:
+    with ApiServerProcess(data_dir=tmp_path_factory.mktemp("live") / "apiserver") as server:
         yield server
-    finally:
-        server.stop()
-        server.cleanup()
 
 
 @pytest.fixture(scope="module")
