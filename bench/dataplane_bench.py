@@ -227,7 +227,7 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
             results["floor_s"] = statistics.mean(seconds for seconds, _ in floors)
             results["floor_cpu_s"] = statistics.mean(cpu for _, cpu in floors)
             results["floors_s"] = [seconds for seconds, _ in floors]
-            updates, latencies = [], []
+            updates, latencies, update_cpu = [], [], []
             target = n // 2
             for generation in range(1, args.updates + 1):
                 offset = len(log.read_text())
@@ -240,9 +240,14 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
                 match, seen = wait_line(log, offset, SYNCED, timeout=120)
                 updates.append(float(match.group(4)))
                 latencies.append(seen - written)
+                cpu = CPU.search(match.group(0))
+                if cpu:
+                    update_cpu.append(float(cpu.group(1)))
                 time.sleep(0.2)
             results["update_s"] = updates
             results["update_latency_s"] = latencies
+            if update_cpu:
+                results["update_cpu_s"] = update_cpu
             results.update(status(daemon.pid))
         finally:
             if daemon is not None:
