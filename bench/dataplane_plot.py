@@ -16,11 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# kube-proxy v1.36 on this kind of machine (shared/reference/kube-proxy.md): full sync seconds by Services.
+# kube-proxy v1.36 on this kind of machine (shared/reference/kube-proxy.md), by Services: full sync seconds,
+# one-Service update milliseconds.
 KUBE_PROXY_FULL_SYNC = {
     "nftables": {10000: 39.0},
     "iptables": {5000: 378.0},  # and not done in 900 s at 10,000
 }
+KUBE_PROXY_UPDATE_MS = {"nftables": {10000: 6200.0}, "iptables": {10000: 1200.0}}  # iptables: 1.2-4.3 s
 
 
 def main() -> int:
@@ -54,6 +56,16 @@ def main() -> int:
             color=line.get_color(),
             label=f"ironlb {mode}",
         )
+        updates = KUBE_PROXY_UPDATE_MS.get(mode, {})
+        if updates:
+            update.scatter(
+                list(updates),
+                list(updates.values()),
+                marker="x",
+                s=60,
+                color=line.get_color(),
+                label=f"kube-proxy {mode}",
+            )
         kube_proxy = KUBE_PROXY_FULL_SYNC.get(mode, {})
         if kube_proxy:
             full.scatter(

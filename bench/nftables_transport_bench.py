@@ -101,8 +101,8 @@ def _update_texts(count: int) -> list[str]:
         index = (i * 7919) % count
         cluster_ip = f"10.96.{index >> 8}.{index & 255}"
         out.append(
-            f"delete element ip ironlb endpoints {{ {cluster_ip} . tcp . 80 . 0 }}\n"
-            f"add element ip ironlb endpoints {{ {cluster_ip} . tcp . 80 . 0 : 10.127.{i}.1 . 8080 }}\n"
+            f"delete element ip ironlb endpoints-10 {{ {cluster_ip} . tcp . 80 . 0 }}\n"
+            f"add element ip ironlb endpoints-10 {{ {cluster_ip} . tcp . 80 . 0 : 10.127.{i}.1 . 8080 }}\n"
         )
     return out
 
