@@ -1,8 +1,10 @@
-"""Small builders for allocator tests: pools, configs and requests as plain data."""
+"""Small builders for allocator tests: pools, configs, requests and Services as plain data."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
+from typing import Any
 
 from common.config import build_config, parse_address_range
 from common.pools import Config, IPAddress, Pool, ServiceAllocation
@@ -63,3 +65,20 @@ def request(
         families=families,
         require_all_families=require_all,
     )
+
+
+def lb_service(
+    name: str = "web",
+    ingress: Sequence[str] = (),
+    annotations: dict[str, str] | None = None,
+    type_: str = "LoadBalancer",
+    **spec: Any,
+) -> dict[str, Any]:
+    """A Service in namespace "ns" with port 80/TCP, showing `ingress` in its status."""
+    body: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": "ns", "annotations": annotations or {}},
+        "spec": {"type": type_, "ports": [{"port": 80, "protocol": "TCP"}], **spec},
+    }
+    if ingress:
+        body["status"] = {"loadBalancer": {"ingress": [{"ip": i, "ipMode": "VIP"} for i in ingress]}}
+    return body

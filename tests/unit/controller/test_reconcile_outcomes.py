@@ -4,29 +4,14 @@ flag and log action, compared at once, so that no part of an Outcome can drift u
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from controller.allocator import Allocator, Assignment, PoolStats
 from controller.reconcile import UNCHANGED, Event, Outcome, pool_status, reconcile_service
 from tests.unit.controller.helpers import config, ip, pool
+from tests.unit.controller.helpers import lb_service as svc
 
 KEY = "ns/web"
 POOL_OUT = "metallb.io/ip-allocated-from-pool"
-
-
-def svc(
-    ingress: list[str] | None = None,
-    annotations: dict[str, str] | None = None,
-    type_: str = "LoadBalancer",
-    **spec: Any,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "metadata": {"name": "web", "namespace": "ns", "annotations": annotations or {}},
-        "spec": {"type": type_, "ports": [{"port": 80, "protocol": "TCP"}], **spec},
-    }
-    if ingress:
-        body["status"] = {"loadBalancer": {"ingress": [{"ip": i, "ipMode": "VIP"} for i in ingress]}}
-    return body
 
 
 def vip(*ips: str) -> list[dict[str, str]]:

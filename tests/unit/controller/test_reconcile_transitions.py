@@ -4,29 +4,13 @@ whether an IP went back to its pool (which is what makes the shell retry pending
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from controller.allocator import Allocator, Assignment
 from controller.reconcile import Outcome, reconcile_service
 from tests.unit.controller.helpers import config, ip, pool
+from tests.unit.controller.helpers import lb_service as svc
 
 KEY = "ns/web"
-
-
-def svc(
-    ingress: list[str] | None = None,
-    annotations: dict[str, str] | None = None,
-    type_: str = "LoadBalancer",
-    name: str = "web",
-    **spec: Any,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "metadata": {"name": name, "namespace": "ns", "annotations": annotations or {}},
-        "spec": {"type": type_, "ports": [{"port": 80, "protocol": "TCP"}], **spec},
-    }
-    if ingress:
-        body["status"] = {"loadBalancer": {"ingress": [{"ip": i, "ipMode": "VIP"} for i in ingress]}}
-    return body
 
 
 def allocator_holding() -> Allocator:
