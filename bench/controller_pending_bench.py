@@ -14,23 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.controller_memory_bench import start_controller, wait_for, wait_started
-from controller.kube import KubeClient, load_client_configuration
-from lab.apiserver.process import ApiServerProcess
-
-REPO = Path(__file__).resolve().parents[1]
-KUBECTL = REPO / ".venv" / "bin" / "kubectl"
+from bench.controller_lab import lab, logged, machine, report, wait_for
+from controller.kube import KubeClient
 
 
 def service(name: str) -> dict[str, Any]:
@@ -70,31 +60,15 @@ async def quiet(log_file: Path, seconds: float = 2.0) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="ironlb-pendingbench-"))
-    server = ApiServerProcess(log_file=workdir / "apiserver.log", start_timeout=30).start()
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        kubeconfig = server.kubeconfig
-        for manifest in ("namespace.yaml", "crd"):
-            path = REPO / "config" / manifest
-            subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "apply", "-f", str(path)],
-                           check=True, capture_output=True)  # fmt: skip
-        last = 10 + args.pool - 1
-        pools = f"address-pools:\n- {{name: p, protocol: layer2, addresses: [10.210.0.10-10.210.0.{last}]}}\n"
-        configmap = {
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "config", "namespace": "metallb-system"}, "data": {"config": pools},
-        }  # fmt: skip
-        client = KubeClient(load_client_configuration(str(kubeconfig)), connections=32)
-        await client.create("/api/v1/namespaces/metallb-system/configmaps", configmap)
-        log_file = workdir / "controller.log"
-        proc = start_controller(kubeconfig, log_file)
-        await wait_started(proc, log_file, 60)
-
+    last = 10 + args.pool - 1
+    pools = f"address-pools:\n- {{name: p, protocol: layer2, addresses: [10.210.0.10-10.210.0.{last}]}}\n"
+    async with lab(pools, prefix="ironlb-pendingbench-") as running:
+        client = running.client
+        _, log_file = await running.start_controller("controller")
         await create_all(client, [f"holder-{i:03d}" for i in range(args.pool)])
-        await wait_for("holders assigned", _at_least(log_file, "event=assigned ", args.pool), 120)
+        await wait_for("holders assigned", logged(log_file, "event=assigned ", args.pool), 120)
         await create_all(client, [f"waiter-{i:04d}" for i in range(args.pending)])
-        await wait_for("waiters pending", _at_least(log_file, "event=allocation_failed ", args.pending), 300)
+        await wait_for("waiters pending", logged(log_file, "event=allocation_failed ", args.pending), 300)
         await quiet(log_file)
         lines_before = len(log_file.read_text().splitlines())
         failed_before = count(log_file, "event=allocation_failed ")
@@ -102,12 +76,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         for i in range(args.pool):
             await client.request("DELETE", f"/api/v1/namespaces/default/services/holder-{i:03d}")
-            refilled = _at_least(log_file, "event=assigned ", args.pool + i + 1)
-            await wait_for("the freed IP taken", refilled, 120)
+            await wait_for("the freed IP taken", logged(log_file, "event=assigned ", args.pool + i + 1), 120)
         refilled_s = time.monotonic() - t0
         await quiet(log_file)
         lines = log_file.read_text().splitlines()[lines_before:]
-        await client.close()
         return {
             "pool": args.pool,
             "pending": args.pending,
@@ -116,38 +88,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "retries_failed_again": count(log_file, "event=allocation_failed ") - failed_before,
             "freed_ips_reassigned": sum("event=assigned " in line for line in lines),
             "all_refilled_s": round(refilled_s, 2),
-            "machine": f"nproc={os.cpu_count()} {platform.machine()} Python {platform.python_version()}",
+            "machine": machine(),
         }
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        server.stop()
-        server.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _at_least(log_file: Path, marker: str, wanted: int) -> Any:
-    async def probe() -> bool:
-        return count(log_file, marker) >= wanted
-
-    return probe
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--pending", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:32} {value}")
+    report(asyncio.run(run(args)), args.json)
     return 0
 
 

@@ -9,7 +9,8 @@ import asyncio
 
 import pytest
 
-from bench.controller_memory_bench import create_flood, peak_rss_mb
+from bench.controller_lab import peak_rss_mb
+from bench.controller_memory_bench import create_flood
 from controller.kube import KubeClient, load_client_configuration
 from tests.controller.conftest import Cluster, StartController
 from tests.controller.helpers import apply, configmap, wait_for
