@@ -112,7 +112,16 @@ def scenario(directory: Path, rbac: str) -> dict[str, Any]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "default/web:http cluster IP" not in _rules() and not denials():
             time.sleep(0.2)
-        time.sleep(1)  # a denial on another informer's first list would show by now
+
+        # "No denial" is final only once every informer's first list is done (each logs informer_synced) or
+        # one of them was refused.
+        def settled() -> bool:
+            text = log.read_text()
+            sources = ("node", "services", "endpointslices")
+            return bool(denials()) or all(f"event=informer_synced source={s} " in text for s in sources)
+
+        while time.monotonic() < deadline and not settled():
+            time.sleep(0.2)
         return {"rules": _rules(), "denials": denials(), "log": log.read_text()[-3000:]}
     finally:
         if dataplane is not None:

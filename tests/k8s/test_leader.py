@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -80,7 +81,9 @@ def test_a_leader_that_cannot_renew_loses_and_stops(client: Client, ns: str) -> 
     assert not a.is_leader and not a.may_write()
 
 
-def test_run_releases_on_stop_so_a_standby_takes_over_at_once(client: Client, ns: str) -> None:
+def test_run_releases_on_stop_so_a_standby_takes_over_at_once(
+    client: Client, ns: str, caplog: pytest.LogCaptureFixture
+) -> None:
     timing = {"lease_duration": 30.0, "renew_deadline": 20.0, "retry_period": 0.1}
     a, b = elector(client, ns, "a", None, **timing), elector(client, ns, "b", None, **timing)
     stop_a, stop_b = threading.Event(), threading.Event()
@@ -100,9 +103,14 @@ def test_run_releases_on_stop_so_a_standby_takes_over_at_once(client: Client, ns
     assert lease(client, ns)["spec"]["holderIdentity"] == "a"
     acquired_b: list[bool] = []
     thread_b = threading.Thread(target=lambda: acquired_b.append(b.acquire(stop_b)))
-    thread_b.start()
-    time.sleep(0.3)
-    assert not acquired_b  # a holds a 30 s lease and renews it
+    with caplog.at_level(logging.INFO, logger="k8s.leader"):
+        thread_b.start()
+        deadline = time.monotonic() + 30
+        while not any("event=leader_waiting" in r.getMessage() and "identity=b" in r.getMessage()
+                      for r in caplog.records):
+            assert time.monotonic() < deadline, "b never tried the lease"
+            time.sleep(0.05)
+    assert not acquired_b  # b tried and found the lease held: a holds a 30 s lease and renews it
     stop_a.set()
     thread_a.join(10)
     assert log == ["a started", "a stopped"]
