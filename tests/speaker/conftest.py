@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.lab.conftest import LabFactory
+from tests.lab.conftest import LabFactory, lab_factory
+
+__all__ = ["lab_factory", "speaker_lab"]
 from tests.speaker.helpers import SpeakerLab, build
 
 
