@@ -8,7 +8,9 @@ Lease renewer, the ServiceL2Status worker, the Event poster and the health serve
 
 from __future__ import annotations
 
+import gc
 import logging
+import operator
 import re
 import threading
 import time
@@ -25,16 +27,16 @@ from common.pools import Config, IPAddress, L2Advertisement
 from k8s.client import REQUEST_ERRORS, ApiError, Client
 from k8s.events import EventRecorder
 from k8s.informer import Handlers, Informer
-from k8s.meta import JSON, micro_time, resource_path
+from k8s.meta import JSON, key_of, micro_time, resource_path
 from k8s.serving import HealthServer
 from k8s.workqueue import WorkQueue, run_worker
 from speaker.announcer import Announcer, Conflict
 from speaker.desired import NodePlan, Problem, node_plan
-from speaker.election import elect_all
+from speaker.election import Ranker, elect_all
 from speaker.interfaces import DEFAULT_PATTERNS, Interface
 from speaker.membership import ring_key
 from speaker.metrics import Metrics
-from speaker.model import NodeFacts, node_facts, service_facts
+from speaker.model import NodeFacts, ServiceFacts, node_facts, service_facts
 from speaker.packets import mac_bytes
 from speaker.quorum import Standing, stale_members, standing
 from speaker.status import (
@@ -192,6 +194,10 @@ class Speaker:
         self._gauges: set[tuple[str, str]] = set()
         self._problems: set[Problem] = set()
         self._standing = Standing(False, "starting")
+        self._summary: tuple[int, int, int, tuple[tuple[str, int], ...]] = (0, 0, 0, ())
+        self._ranker = Ranker()
+        self._facts_cache: dict[str, tuple[JSON, ServiceFacts | None]] = {}
+        self._endpoints_cache: dict[str, tuple[tuple[JSON, ...], ServingEndpoints]] = {}
         self._renewed: dict[str, float] = {}  # node -> when its Lease was last seen renewed
         self._lease_macs: dict[str, frozenset[bytes]] = {}
         self._own_renewed: float | None = None
@@ -237,6 +243,10 @@ class Speaker:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        # The caches just filled hold most of the objects this process will ever have: move them out of the
+        # cyclic collector's sight, so a full collection does not stall the packet thread for long.
+        gc.collect()
+        gc.freeze()
         log.info(
             "event=started node=%s namespace=%s membership_port=%d interfaces=%s",
             self.me,
@@ -327,19 +337,32 @@ class Speaker:
             self._standing = now_standing
         self.metrics.announcing.set(1 if now_standing.announce else 0)
         self.metrics.members.set(len(alive))
-        services = [
-            f for s in self.services.list() if (f := service_facts(s, self.options.load_balancer_class))
-        ]
+        services = self._service_facts()
         plan = NodePlan({})
         owners: dict[str, set[str]] = {}
         if now_standing.announce:
             endpoints = self._endpoints({s.key for s in services})
-            elections = elect_all(services, config, nodes, alive, endpoints)
+            elections = elect_all(services, config, nodes, alive, endpoints, self._ranker)
             plan = node_plan(self.me, elections, config, nodes, interfaces, self.options.excluded)
+            reasons: dict[str, int] = {}
             for election in elections.values():
+                if election.owner is None:
+                    reasons[election.reason] = reasons.get(election.reason, 0) + 1
                 for service in election.services:
                     if election.owner is not None:
                         owners.setdefault(service, set()).add(election.owner)
+            summary = (len(services), len(elections), len(plan.announcements), tuple(sorted(reasons.items())))
+            if summary != self._summary:
+                self._summary = summary
+                log.info(
+                    "event=plan services=%d ips=%d announced_here=%d not_announced=%s slices=%d took_ms=%.0f",
+                    summary[0],
+                    summary[1],
+                    summary[2],
+                    ",".join(f"{count}:{why.replace(' ', '_')}" for why, count in summary[3]) or "0",
+                    len(self.slices),
+                    (time.monotonic() - now) * 1000,
+                )
         with self._lock:
             self._owners = {service: frozenset(nodes) for service, nodes in owners.items()}
             # Before the announcer sees the plan: a conflict found by its first probe names the Services.
@@ -405,13 +428,41 @@ class Speaker:
                 ):
                     self.status_queue.add(service)
 
+    def _service_facts(self) -> list[ServiceFacts]:
+        """Facts of every Service we announce for. Parsed again only when its cached object changed (the
+        informer replaces the object on every update): a sync with 10,000 Services re-parses what moved."""
+        cache: dict[str, tuple[JSON, ServiceFacts | None]] = {}
+        facts = []
+        for obj in self.services.list():
+            key = key_of(obj)
+            hit = self._facts_cache.get(key)
+            if hit is not None and hit[0] is obj:
+                value = hit[1]
+            else:
+                value = service_facts(obj, self.options.load_balancer_class)
+            cache[key] = (obj, value)
+            if value is not None:
+                facts.append(value)
+        self._facts_cache = cache
+        return facts
+
     def _endpoints(self, wanted: set[str]) -> dict[str, ServingEndpoints]:
         by_service: dict[str, list[JSON]] = {}
         for endpoint_slice in self.slices.list():
             key = slice_service_key(endpoint_slice)
             if key in wanted:
                 by_service.setdefault(key, []).append(endpoint_slice)
-        return {key: serving_endpoints(slices) for key, slices in by_service.items()}
+        cache: dict[str, tuple[tuple[JSON, ...], ServingEndpoints]] = {}
+        # The cache holds the slice objects themselves (not their ids, which a new object may reuse): the
+        # identity check stays sound.
+        for key, slices in by_service.items():
+            hit = self._endpoints_cache.get(key)
+            if hit is not None and len(hit[0]) == len(slices) and all(map(operator.is_, hit[0], slices)):
+                cache[key] = hit
+            else:
+                cache[key] = (tuple(slices), serving_endpoints(slices))
+        self._endpoints_cache = cache
+        return {key: value for key, (_, value) in cache.items()}
 
     def _read_interfaces(self) -> list[Interface]:
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from common.pools import Config, IPAddress, L2Advertisement
 from speaker.election import IPElection, advertisements_for, selects_node
-from speaker.interfaces import DEFAULT_PATTERNS, Interface, select_interfaces
+from speaker.interfaces import DEFAULT_PATTERNS, Interface, Selection, select_interfaces
 from speaker.model import NodeFacts
 
 
@@ -45,6 +45,46 @@ def _object_of(advertisement: L2Advertisement) -> tuple[str, str]:
     return namespace, name or advertisement.name
 
 
+def _named(advertisements: Sequence[L2Advertisement]) -> set[str] | None:
+    """The interfaces these advertisements name together; None when one names none (every interface)."""
+    named: set[str] = set()
+    for advertisement in advertisements:
+        if not advertisement.interfaces:
+            return None
+        named.update(advertisement.interfaces)
+    return named
+
+
+def _interface_problems(
+    me: str, selection: Selection, advertisements: Sequence[L2Advertisement]
+) -> set[Problem]:
+    problems: set[Problem] = set()
+    for advertisement in advertisements:
+        namespace, name = _object_of(advertisement)
+        for missing in sorted(set(advertisement.interfaces) & set(selection.missing)):
+            problems.add(
+                Problem(
+                    "L2Advertisement",
+                    namespace,
+                    name,
+                    "InterfaceNotFound",
+                    f"spec.interfaces: interface {missing!r} does not exist on node {me!r}",
+                )
+            )
+        for unusable, why in selection.unusable:
+            if unusable in advertisement.interfaces:
+                problems.add(
+                    Problem(
+                        "L2Advertisement",
+                        namespace,
+                        name,
+                        "InterfaceUnusable",
+                        f"spec.interfaces: interface {unusable!r} on node {me!r} {why}",
+                    )
+                )
+    return problems
+
+
 def node_plan(
     me: str,
     elections: Mapping[IPAddress, IPElection],
@@ -58,41 +98,35 @@ def node_plan(
     problems: set[Problem] = set()
     if node is None:
         return NodePlan({})
+    # Per pool and per IP family, the interfaces are the same for every IP: work them out once.
+    per_pool: dict[tuple[str, int], tuple[Selection, list[L2Advertisement]]] = {}
     for ip, election in sorted(elections.items(), key=lambda item: (item[0].version, int(item[0]))):
         if election.owner != me or election.pool is None:
             continue
-        pool = config.pool(election.pool)
-        if pool is None:
-            continue
-        mine = [a for a in advertisements_for(pool, config.l2_advertisements) if selects_node(a, node)]
-        named: set[str] | None = set()
-        for advertisement in mine:
-            if not advertisement.interfaces:
-                named = None  # one advertisement without a list: every interface
-                break
-            assert named is not None
-            named.update(advertisement.interfaces)
-        selection = select_interfaces(interfaces, ip.version, named, excluded)
-        for advertisement in mine:
-            namespace, name = _object_of(advertisement)
-            for missing in sorted(set(advertisement.interfaces) & set(selection.missing)):
-                problems.add(Problem(
-                    "L2Advertisement", namespace, name, "InterfaceNotFound",
-                    f"spec.interfaces: interface {missing!r} does not exist on node {me!r}",
-                ))  # fmt: skip
-            for unusable, why in selection.unusable:
-                if unusable in advertisement.interfaces:
-                    problems.add(Problem(
-                        "L2Advertisement", namespace, name, "InterfaceUnusable",
-                        f"spec.interfaces: interface {unusable!r} on node {me!r} {why}",
-                    ))  # fmt: skip
+        cached = per_pool.get((election.pool, ip.version))
+        if cached is None:
+            pool = config.pool(election.pool)
+            if pool is None:
+                continue
+            mine = [a for a in advertisements_for(pool, config.l2_advertisements) if selects_node(a, node)]
+            cached = per_pool[(election.pool, ip.version)] = (
+                select_interfaces(interfaces, ip.version, _named(mine), excluded),
+                mine,
+            )
+            problems.update(_interface_problems(me, *cached))
+        selection = cached[0]
         if not selection.interfaces:
             for key in election.services:
                 namespace, _, name = key.partition("/")
-                problems.add(Problem(
-                    "Service", namespace, name, "announceFailed",
-                    f"node {me!r} won {ip} but has no usable interface to announce it on",
-                ))  # fmt: skip
+                problems.add(
+                    Problem(
+                        "Service",
+                        namespace,
+                        name,
+                        "announceFailed",
+                        f"node {me!r} won {ip} but has no usable interface to announce it on",
+                    )
+                )
             continue
         announcements[ip] = Announcement(ip, selection.interfaces, election.services)
     return NodePlan(

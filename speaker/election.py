@@ -13,8 +13,7 @@ IP's family. A Service without any serving endpoint asks for nothing (MetalLB do
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from collections.abc import Set as AbstractSet
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 
 from common.endpoints import ServingEndpoints
@@ -38,6 +37,38 @@ def elect(ip: IPAddress, candidates: Iterable[str]) -> str | None:
         if best is None or key < best:
             best = key
     return None if best is None else best[1]
+
+
+class Ranker:
+    """Election orders per IP, cached. Hashing is what an election costs, and an IP's order over all nodes
+    changes only when Nodes come or go, whatever the live set: a failover then costs a walk down a short
+    list per IP, not a sha256 per IP and candidate. Keeps each IP's first ``top`` nodes; when none of them is
+    a candidate (a mass failure), it elects over the candidates from scratch."""
+
+    def __init__(self, top: int = 16) -> None:
+        self.top = top
+        self._nodes: frozenset[str] = frozenset()
+        self._orders: dict[IPAddress, list[str]] = {}
+
+    def set_nodes(self, nodes: Iterable[str]) -> None:
+        nodes = frozenset(nodes)
+        if nodes != self._nodes:
+            self._nodes = nodes
+            self._orders.clear()
+
+    def forget_except(self, ips: Set[IPAddress]) -> None:
+        for ip in [ip for ip in self._orders if ip not in ips]:
+            del self._orders[ip]
+
+    def owner(self, ip: IPAddress, candidates: Set[str]) -> str | None:
+        """The first of ``candidates`` (a subset of the nodes) in ``ip``'s order."""
+        order = self._orders.get(ip)
+        if order is None:
+            order = self._orders[ip] = ranking(ip, self._nodes)[: self.top]
+        for node in order:
+            if node in candidates:
+                return node
+        return elect(ip, candidates)
 
 
 def is_config_map_pool(pool: Pool) -> bool:
@@ -87,29 +118,47 @@ class IPElection:
     reason: str = ""
 
 
-def elect_ip(
-    ip: IPAddress,
-    services: Iterable[ServiceFacts],
-    config: Config,
-    nodes: Mapping[str, NodeFacts],
-    live: AbstractSet[str],
-    endpoints: Mapping[str, ServingEndpoints],
-) -> IPElection:
-    services = sorted(services, key=lambda s: s.key)
-    keys = tuple(s.key for s in services)
-    pool = pool_of(config, ip)
-    if pool is None:
-        return IPElection(ip, keys, None, None, "the IP is in no address pool")
+def pool_candidates(
+    pool: Pool, config: Config, nodes: Mapping[str, NodeFacts], live: Set[str]
+) -> frozenset[str]:
+    """Live, eligible nodes that an L2Advertisement of ``pool`` selects."""
     advertisements = advertisements_for(pool, config.l2_advertisements)
-    if not advertisements:
-        return IPElection(ip, keys, pool.name, None, f'no L2Advertisement selects pool "{pool.name}"')
-    candidates = {
+    return frozenset(
         name
         for name in live
         if (node := nodes.get(name)) is not None
         and node.eligible
         and any(selects_node(advertisement, node) for advertisement in advertisements)
-    }
+    )
+
+
+def elect_ip(
+    ip: IPAddress,
+    services: Iterable[ServiceFacts],
+    config: Config,
+    nodes: Mapping[str, NodeFacts],
+    live: Set[str],
+    endpoints: Mapping[str, ServingEndpoints],
+    *,
+    ranker: Ranker | None = None,
+    by_pool: dict[str, tuple[bool, frozenset[str]]] | None = None,
+) -> IPElection:
+    """One IP's election. ``ranker`` and ``by_pool`` (candidates per pool) are caches ``elect_all`` shares
+    between IPs; the result is the same without them."""
+    services = sorted(services, key=lambda s: s.key)
+    keys = tuple(s.key for s in services)
+    pool = pool_of(config, ip)
+    if pool is None:
+        return IPElection(ip, keys, None, None, "the IP is in no address pool")
+    if by_pool is None:
+        by_pool = {}
+    cached = by_pool.get(pool.name)
+    if cached is None:
+        advertised = bool(advertisements_for(pool, config.l2_advertisements))
+        cached = by_pool[pool.name] = (advertised, pool_candidates(pool, config, nodes, live))
+    if not cached[0]:
+        return IPElection(ip, keys, pool.name, None, f'no L2Advertisement selects pool "{pool.name}"')
+    candidates: Set[str] = cached[1]
     active = [s for s in services if endpoints.get(s.key, ServingEndpoints()).any_serving]
     if not active:
         return IPElection(ip, keys, pool.name, None, "no serving endpoint")
@@ -117,23 +166,32 @@ def elect_ip(
     if local_sets:
         # Services sharing an IP under policy Local have the same selector (the controller enforces it), so
         # their endpoint nodes agree; while they disagree, any node serving one of them beats none.
-        both = candidates.intersection(*local_sets)
-        candidates = both or candidates.intersection(set().union(*local_sets))
+        both = frozenset(candidates).intersection(*local_sets)
+        candidates = both or frozenset(candidates).intersection(set().union(*local_sets))
     if not candidates:
         return IPElection(ip, keys, pool.name, None, "no eligible node with a live speaker")
-    return IPElection(ip, keys, pool.name, elect(ip, candidates))
+    owner = ranker.owner(ip, candidates) if ranker is not None else elect(ip, candidates)
+    return IPElection(ip, keys, pool.name, owner)
 
 
 def elect_all(
     services: Iterable[ServiceFacts],
     config: Config,
     nodes: Mapping[str, NodeFacts],
-    live: AbstractSet[str],
+    live: Set[str],
     endpoints: Mapping[str, ServingEndpoints],
+    ranker: Ranker | None = None,
 ) -> dict[IPAddress, IPElection]:
-    """Every LoadBalancer IP's election, keyed by IP."""
+    """Every LoadBalancer IP's election, keyed by IP. A ``ranker`` kept between calls makes it cheap."""
     by_ip: dict[IPAddress, list[ServiceFacts]] = {}
     for service in services:
         for ip in service.ips:
             by_ip.setdefault(ip, []).append(service)
-    return {ip: elect_ip(ip, users, config, nodes, live, endpoints) for ip, users in by_ip.items()}
+    if ranker is not None:
+        ranker.set_nodes(nodes)
+        ranker.forget_except(by_ip.keys())
+    by_pool: dict[str, tuple[bool, frozenset[str]]] = {}
+    return {
+        ip: elect_ip(ip, users, config, nodes, live, endpoints, ranker=ranker, by_pool=by_pool)
+        for ip, users in by_ip.items()
+    }

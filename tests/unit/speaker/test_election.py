@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speaker.election import elect, elect_all, elect_ip, ranking
+from speaker.election import Ranker, elect, elect_all, elect_ip, ranking
 from speaker.model import EXCLUDE_LABEL, ServiceFacts
 from tests.unit.speaker.helpers import (
     THREE,
@@ -233,3 +233,17 @@ def test_a_joining_node_only_takes_ips(all_nodes: list[str], ips: list[V4], data
         before = elect(ip, all_nodes)
         after = elect(ip, [*all_nodes, newcomer])
         assert after in (before, newcomer)
+
+
+@settings(max_examples=100, deadline=None)
+@given(clusters(), st.data())
+def test_the_cached_ranking_elects_what_the_plain_election_does(cluster: Any, data: st.DataObject) -> None:
+    """The daemon keeps a Ranker between syncs: through live sets and node sets changing, same owners."""
+    all_nodes, _, services, endpoints = cluster
+    ranker = Ranker(top=2)  # small, so the fall-back past the cached top is exercised too
+    for _ in range(4):
+        known = data.draw(st.sets(st.sampled_from(all_nodes), min_size=1))
+        now_live = frozenset(data.draw(st.sets(st.sampled_from(all_nodes))))
+        cluster_nodes = nodes(*(node(n) for n in known))
+        cached = elect_all(services, TUTORIAL, cluster_nodes, now_live, endpoints, ranker)
+        assert cached == elect_all(services, TUTORIAL, cluster_nodes, now_live, endpoints)
