@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main job, as root on Debian 12: installs what it needs, builds the lab from
-# lab/topologies/default.clab.yml (3 nodes, a client, an embedded API server), starts the ironlb controller, applies
-# the tutorial's MetalLB ConfigMap, Deployments and Services, and shows what a user of the tutorial sees.
+# lab/topologies/default.clab.yml (3 nodes, a client, an embedded API server), starts the ironlb controller and a
+# speaker per node, applies the tutorial's MetalLB ConfigMap, Deployments and Services, and shows what a user of
+# the tutorial sees (the EXTERNAL-IP, and the node answering ARP for it).
 # The lab stays up for you to explore; `scripts/demo.sh down` removes every trace of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,19 @@ if ! { [ -f "$state/ironlb-controller.pid" ] && kill -0 "$(cat "$state/ironlb-co
     echo $! >"$state/ironlb-controller.pid"
 fi
 
+# One speaker per node, in the node's namespace (docs/speaker.md): it answers ARP/NDP for the IPs its node wins.
+# The membership key (a Secret in a real cluster) is made once; `python -m lab down` stops the speakers with the lab.
+key="$state/memberlist-key"
+[ -f "$key" ] || { head -c 32 /dev/urandom | base64 >"$key"; chmod 600 "$key"; }
+for node in node1 node2 node3; do
+    pidfile="$state/ironlb-speaker-$node.pid"
+    if ! { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then
+        TMPDIR="$state/tmp" setsid python -m lab exec "$node" -- python -m speaker --node "$node" \
+            --ml-secret-key-path "$key" --exclude-interfaces '^eth0$' >"$state/ironlb-speaker-$node.log" 2>&1 </dev/null &
+        echo $! >"$pidfile"
+    fi
+done
+
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 step kubectl apply -f config/namespace.yaml -f config/crd/
@@ -47,6 +61,14 @@ step kubectl get endpointslices
 step kubectl get svc
 step kubectl describe svc nginx-metallb
 
+# Which node answers ARP for the EXTERNAL-IP, as kubectl shows it, and what the client's arping sees.
+for _ in $(seq 1 60); do
+    kubectl get servicel2status -A 2>/dev/null | grep -q nginx-metallb && break
+    sleep 0.5
+done
+step kubectl get servicel2status -A
+step python -m lab exec client -- arping -c 2 -I eth1 "$ip"
+
 pod_ip=$(kubectl get pods -l app=nginx -o jsonpath='{.items[0].status.podIP}')
 step python -m lab exec node1 -- curl -s "http://$pod_ip:80/"
 
@@ -56,6 +78,6 @@ The lab is up. Try:
   export PATH=$PWD/.venv/bin:\$PATH KUBECONFIG=$KUBECONFIG
   kubectl get svc
   python -m lab exec node2 -- curl -s http://$pod_ip/
-  tail $state/ironlb-controller.log
+  tail $state/ironlb-controller.log $state/ironlb-speaker-node1.log
 Remove it with: scripts/demo.sh down
 EOT

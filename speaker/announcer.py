@@ -69,9 +69,10 @@ class _Entry:
 
     ip: IPAddress
     responder: ArpResponder | NdpResponder
-    requests: Any  # prometheus child counters, looked up once
-    responses: Any
     solicited_mac: bytes = b""  # IPv6: the solicited-node group's MAC
+    # Prometheus children, looked up at the first request (10,000 idle IPs need no counters of their own).
+    requests: Any = None
+    responses: Any = None
 
 
 @dataclass(slots=True)
@@ -212,7 +213,7 @@ class Announcer:
             if entry is not None:
                 dst = frame[0:6]
                 if (dst == BROADCAST or dst == link.mac) and sha not in self._own_macs:
-                    entry.requests.inc()
+                    self._count(entry)
                     link.sock.send(entry.responder.reply(sha, spa))
                     entry.responses.inc()
         claimed = link.arp.get(spa)
@@ -231,13 +232,20 @@ class Announcer:
             if sender in self._own_macs or packet.eth_src in self._own_macs:
                 return
             if packet.eth_dst in (entry.solicited_mac, link.mac):
-                entry.requests.inc()
+                self._count(entry)
                 link.sock.send(entry.responder.reply(packet.eth_src, packet.src))
                 entry.responses.inc()
         elif packet.type == NEIGHBOR_ADVERTISEMENT:
             claimer = packet.link_address or packet.eth_src
             if claimer not in self._own_macs:
                 self._conflict(link, entry.ip, claimer)
+
+    def _count(self, entry: _Entry) -> None:
+        if entry.requests is None:
+            text = str(entry.ip)
+            entry.requests = self.metrics.requests_received.labels(text)
+            entry.responses = self.metrics.responses_sent.labels(text)
+        entry.requests.inc()
 
     def _conflict(self, link: _Link, ip: IPAddress, mac: bytes) -> None:
         if mac in self.speaker_macs():
@@ -316,20 +324,11 @@ class Announcer:
         ndp: dict[bytes, _Entry] = {}
         for announcement in items:
             ip = announcement.ip
-            text = str(ip)
-            requests = self.metrics.requests_received.labels(text)
-            responses = self.metrics.responses_sent.labels(text)
             if isinstance(ip, ipaddress.IPv4Address):
-                arp[ip.packed] = link.arp.get(ip.packed) or _Entry(
-                    ip, ArpResponder(link.mac, ip), requests, responses
-                )
+                arp[ip.packed] = link.arp.get(ip.packed) or _Entry(ip, ArpResponder(link.mac, ip))
             elif interface.link_local:  # IPv6 is on there (the kernel lets us join the group)
                 ndp[ip.packed] = link.ndp.get(ip.packed) or _Entry(
-                    ip,
-                    NdpResponder(link.mac, ip),
-                    requests,
-                    responses,
-                    multicast_mac(solicited_node(ip)),
+                    ip, NdpResponder(link.mac, ip), multicast_mac(solicited_node(ip))
                 )
         added = [e.ip for k, e in {**arp, **ndp}.items() if k not in link.arp and k not in link.ndp]
         removed = [e.ip for k, e in {**link.arp, **link.ndp}.items() if k not in arp and k not in ndp]

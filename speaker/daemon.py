@@ -131,6 +131,10 @@ def slim_lease(obj: JSON) -> JSON:
     }
 
 
+def slim_status(obj: JSON) -> JSON:
+    return {"metadata": _meta(obj, "labels"), "status": obj.get("status") or {}}
+
+
 def lease_name(node: str) -> str:
     name = f"ironlb-speaker-{node}"
     if len(name) > 253:  # a Node name may be 253 characters long
@@ -176,6 +180,7 @@ class Speaker:
             client,
             resource_path(GROUP_VERSION, PLURAL, ns),
             Handlers.by_type(self._status_changed),
+            transform=slim_status,
         )
         self.membership = MembershipLoop(
             self.me, options.keys, bind=options.ml_bind, port=options.ml_port, on_change=self._wake.set
@@ -238,7 +243,8 @@ class Speaker:
         for target, name in (
             (self._sync_loop, "sync"),
             (self._lease_loop, "lease"),
-            (lambda: run_worker(self.status_queue, self._sync_status), "status"),
+            # A few writers: a node taking over thousands of Services writes their statuses in parallel.
+            *[(lambda: run_worker(self.status_queue, self._sync_status), f"status-{i}") for i in range(4)],
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
