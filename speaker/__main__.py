@@ -32,7 +32,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--namespace",
         default=env("METALLB_NAMESPACE") or "metallb-system",
-        help="namespace of the ConfigMap, pools, advertisements, speaker Leases and ServiceL2Statuses",
+        help="namespace of the configuration: the ConfigMap, IPAddressPools and L2Advertisements",
+    )
+    parser.add_argument(
+        "--speaker-namespace",
+        default=env("POD_NAMESPACE") or "",
+        help="namespace of the speaker Leases and ServiceL2Statuses (default: POD_NAMESPACE or --namespace)",
     )
     parser.add_argument("--configmap-name", default="config", help="MetalLB ConfigMap name (key `config`)")
     parser.add_argument("--lb-class", default=None, help="announce only Services of this loadBalancerClass")
@@ -104,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(
         node=args.node,
         namespace=args.namespace,
+        own_namespace=args.speaker_namespace,
         configmap_name=args.configmap_name,
         load_balancer_class=args.lb_class or None,
         keys=keys,

@@ -62,7 +62,8 @@ CONFLICT_EVERY = 60.0  # seconds between two reports of one (IP, MAC) conflict
 @dataclass
 class Options:
     node: str
-    namespace: str = "metallb-system"
+    namespace: str = "metallb-system"  # the configuration: ConfigMap, IPAddressPools, L2Advertisements
+    own_namespace: str = ""  # this speaker's Leases and ServiceL2Statuses; "" = namespace
     configmap_name: str = "config"
     load_balancer_class: str | None = None
     keys: list[bytes] = field(default_factory=list)
@@ -154,6 +155,7 @@ class Speaker:
         self._config_dirty = True
         self._lock = threading.Lock()
         ns = options.namespace
+        self.home = options.own_namespace or ns
         self.nodes = self._informer("/api/v1/nodes", slim_node)
         self.services = self._informer("/api/v1/services", slim_service)
         self.slices = self._informer(resource_path("discovery.k8s.io/v1", "endpointslices"), slim_slice)
@@ -171,14 +173,14 @@ class Speaker:
         )
         self.leases = Informer(
             client,
-            resource_path("coordination.k8s.io/v1", "leases", ns),
+            resource_path("coordination.k8s.io/v1", "leases", self.home),
             Handlers(on_add=self._lease_added, on_update=self._lease_updated, on_delete=self._lease_deleted),
             query={"labelSelector": ",".join(f"{k}={v}" for k, v in LEASE_LABEL.items())},
             transform=slim_lease,
         )
         self.statuses = Informer(
             client,
-            resource_path(GROUP_VERSION, PLURAL, ns),
+            resource_path(GROUP_VERSION, PLURAL, self.home),
             Handlers.by_type(self._status_changed),
             transform=slim_status,
         )
@@ -254,9 +256,10 @@ class Speaker:
         gc.collect()
         gc.freeze()
         log.info(
-            "event=started node=%s namespace=%s membership_port=%d interfaces=%s",
+            "event=started node=%s namespace=%s speaker_namespace=%s membership_port=%d interfaces=%s",
             self.me,
             self.options.namespace,
+            self.home,
             self.membership.port,
             ",".join(i.name for i in self._interfaces),
         )
@@ -641,14 +644,14 @@ class Speaker:
             self.me,
             wanted,
             existing,
-            namespace=self.options.namespace,
+            namespace=self.home,
             owners=owners,
             janitor=self._standing.announce and bool(alive) and min(alive, key=ring_key) == self.me,
             alive=alive,
             service_exists=self.services.get(namespace, name) is not None,
             owner=owner,
         )
-        collection = resource_path(GROUP_VERSION, PLURAL, self.options.namespace)
+        collection = resource_path(GROUP_VERSION, PLURAL, self.home)
         for action in actions:
             if isinstance(action, Delete):
                 try:
@@ -668,7 +671,7 @@ class Speaker:
     # --- this speaker's Lease: who exists, and the MACs of every speaker -----------------------------------
 
     def _lease_path(self) -> str:
-        return resource_path("coordination.k8s.io/v1", "leases", self.options.namespace, lease_name(self.me))
+        return resource_path("coordination.k8s.io/v1", "leases", self.home, lease_name(self.me))
 
     def _renew_interval(self) -> float:
         speakers = max(len(self._renewed), 1)
@@ -703,7 +706,7 @@ class Speaker:
             "kind": "Lease",
             "metadata": {
                 "name": lease_name(self.me),
-                "namespace": self.options.namespace,
+                "namespace": self.home,
                 "labels": dict(LEASE_LABEL),
                 "annotations": {MACS_ANNOTATION: macs},
             },
@@ -715,7 +718,7 @@ class Speaker:
             body["metadata"]["ownerReferences"] = [
                 {"apiVersion": "v1", "kind": "Node", "name": self.me, "uid": uid}
             ]
-        self.client.create(resource_path("coordination.k8s.io/v1", "leases", self.options.namespace), body)
+        self.client.create(resource_path("coordination.k8s.io/v1", "leases", self.home), body)
         log.info("event=lease_created name=%s", lease_name(self.me))
 
     def _lease_added(self, obj: JSON) -> None:

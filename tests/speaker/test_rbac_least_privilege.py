@@ -42,7 +42,7 @@ from tests.tutorial import TUTORIAL_DIR
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
-SPEAKER_USER = "system:serviceaccount:metallb-system:ironlb-speaker"
+SPEAKER_USER = "system:serviceaccount:ironlb-speaker:ironlb-speaker"
 SPEAKER_TOKEN = "ilbt-speaker-token-9d2e7a41c0"
 SHIPPED_RBAC = CONFIG / "speaker-rbac.yaml"
 
@@ -69,7 +69,7 @@ def rbac_lab(lab_factory: LabFactory, tmp_path: Path) -> Iterator[RbacLab]:
     lab = lab_factory.up("default", network_only=True)
     gateway = str(lab.plan.mgmt_gateway4.ip)
     tokens = tmp_path / "tokens.csv"
-    groups = "system:serviceaccounts,system:serviceaccounts:metallb-system"
+    groups = "system:serviceaccounts,system:serviceaccounts:ironlb-speaker"
     tokens.write_text(f'{SPEAKER_TOKEN},{SPEAKER_USER},ilbt-uid,"{groups}"\n')
     server = ApiServerProcess(
         data_dir=tmp_path / "apiserver",
@@ -90,6 +90,7 @@ def rbac_lab(lab_factory: LabFactory, tmp_path: Path) -> Iterator[RbacLab]:
     try:
         kubectl = make_kubectl(server.kubeconfig)
         apply(kubectl, CONFIG / "namespace.yaml")
+        apply(kubectl, CONFIG / "speaker-namespace.yaml")
         apply(kubectl, CONFIG / "crd")
         wait_for(
             "metallb.io CRDs served",
@@ -148,7 +149,7 @@ def start_speaker(rbac_lab: RbacLab) -> subprocess.Popen[bytes]:
     (account / "token").write_text(SPEAKER_TOKEN)
     assert rbac_lab.server.data_dir is not None
     shutil.copy(rbac_lab.server.data_dir / "pki" / "ca.crt", account / "ca.crt")
-    (account / "namespace").write_text("metallb-system")
+    (account / "namespace").write_text("ironlb-speaker")
     key = rbac_lab.directory / "key"
     key.write_text(KEY)
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
@@ -157,6 +158,7 @@ def start_speaker(rbac_lab: RbacLab) -> subprocess.Popen[bytes]:
         PYTHONPATH=str(REPO),
         KUBERNETES_SERVICE_HOST=str(rbac_lab.lab.plan.mgmt_gateway4.ip),
         KUBERNETES_SERVICE_PORT=str(rbac_lab.server.port),
+        POD_NAMESPACE="ironlb-speaker",  # as the DaemonSet's downward API sets it
     )
     command = [
         "ip",
@@ -212,11 +214,11 @@ def test_speaker_works_with_exactly_the_shipped_rbac(rbac_lab: RbacLab) -> None:
         assert REPLY.search(answer), answer
         wait_event(kubectl, "nginx-metallb", "nodeAssigned")
         lease = "lease/ironlb-speaker-node1"
-        version = wait_for("the Lease renewed", lambda: get_json(kubectl, lease, "-n", "metallb-system"))
+        version = wait_for("the Lease renewed", lambda: get_json(kubectl, lease, "-n", "ironlb-speaker"))
         renewed = version["spec"]["renewTime"]
 
         def renewal() -> bool:
-            return bool(get_json(kubectl, lease, "-n", "metallb-system")["spec"]["renewTime"] != renewed)
+            return bool(get_json(kubectl, lease, "-n", "ironlb-speaker")["spec"]["renewTime"] != renewed)
 
         wait_for("a renewal", renewal)
         # Not announced any more (the endpoint goes): the speaker deletes its ServiceL2Status.
@@ -225,7 +227,7 @@ def test_speaker_works_with_exactly_the_shipped_rbac(rbac_lab: RbacLab) -> None:
         assert speaker.poll() is None, speaker_log(rbac_lab)
         speaker.send_signal(signal.SIGTERM)
         assert speaker.wait(15) == 0, speaker_log(rbac_lab)
-        assert get_json(kubectl, lease, "-n", "metallb-system") is None, "SIGTERM deletes the Lease"
+        assert get_json(kubectl, lease, "-n", "ironlb-speaker") is None, "SIGTERM deletes the Lease"
     finally:
         stop_process(speaker)
     # test_one_missing_rule_is_caught shows these log lines do appear when the speaker is denied.
@@ -236,7 +238,7 @@ def test_speaker_works_with_exactly_the_shipped_rbac(rbac_lab: RbacLab) -> None:
 def test_one_missing_rule_is_caught(rbac_lab: RbacLab) -> None:
     """Without `patch servicel2statuses/status` the speaker is denied, and says so."""
     docs = shipped_rbac()
-    role = next(d for d in docs if d["kind"] == "Role")
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "ironlb-speaker")
     before = len(role["rules"])
     role["rules"] = [r for r in role["rules"] if r["resources"] != ["servicel2statuses/status"]]
     assert len(role["rules"]) == before - 1, "the shipped Role no longer has that rule"
