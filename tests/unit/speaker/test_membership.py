@@ -173,3 +173,13 @@ def test_replays_and_stale_incarnations_are_dropped() -> None:
     member.receive(0.4, ("b", 1), Ping("b", 3, 9, 1))
     member.receive(0.5, ("b", 1), Ping("b", 3, 8, 2))
     assert member.stats.received == received + 2
+
+
+def test_the_simulation_benchmark_renders_its_table() -> None:
+    from bench import speaker_membership_sim
+
+    result = speaker_membership_sim.run_size(10, loss=0.01)
+    assert result.false_deaths == 0 and result.cut_declared == 0
+    assert max(result.kill) <= 1.0 and len(result.kill) == 9
+    table = speaker_membership_sim.render([result], 0.01, "cmd")
+    assert table.startswith("## Speaker membership (simulation)") and "| 10 |" in table
