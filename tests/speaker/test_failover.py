@@ -94,6 +94,7 @@ class Capture:
                     speaker_lab.client,
                     "tcpdump",
                     "-l",
+                    "--immediate-mode",  # each packet as it comes, not in blocks of up to a second
                     "-nn",
                     "-e",
                     "-i",
@@ -159,8 +160,8 @@ def test_owner_killed_another_node_answers_and_the_client_moves_at_once(
         # No traffic from the client now: only the new owners' announcements can move its entries.
         new4 = wait_for("the IPv4 entry to move", lambda: moved(lab, V4, lab.mac(owner4)))
         new6 = wait_for("the IPv6 entry to move", lambda: moved(lab, V6, lab.mac(owner6)))
-        assert gratuitous_from(capture, new4, V4), capture.text()
-        assert gratuitous_from(capture, new6, V6), capture.text()
+        wait_for("the announcement in the capture", lambda: gratuitous_from(capture, new4, V4), timeout=5)
+        wait_for("the announcement in the capture", lambda: gratuitous_from(capture, new6, V6), timeout=5)
     finally:
         capture.stop()
     assert owner_of(lab, V4) == lab.node_of(new4) not in victims
@@ -180,7 +181,7 @@ def test_owner_link_cut_another_node_answers_and_it_comes_back(
     ns_run(netns, "ip", "link", "set", "eth1", "down", check=True)
     try:
         new = wait_for("the IPv4 entry to move", lambda: moved(lab, V4, lab.mac(owner)))
-        assert gratuitous_from(capture, new, V4), capture.text()
+        wait_for("the announcement in the capture", lambda: gratuitous_from(capture, new, V4), timeout=5)
         successor = owner_of(lab, V4, owner)
         assert lab.mac(successor) == new
     finally:
@@ -201,7 +202,11 @@ def test_sigterm_hands_over_at_once(all_speakers: SpeakerLab, dual: str, tmp_pat
         lab.speakers[owner].signal(signal.SIGTERM)
         successor = owner_of(lab, V4, owner, timeout=10)
         waited = time.monotonic() - started
-        assert gratuitous_from(capture, lab.mac(successor), V4), capture.text()
+        wait_for(
+            "the announcement in the capture",
+            lambda: gratuitous_from(capture, lab.mac(successor), V4),
+            timeout=5,
+        )
     finally:
         capture.stop()
     proc = lab.speakers[owner].proc
