@@ -73,7 +73,10 @@ def service_body(name: str, namespace: str) -> dict[str, Any]:
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> None:
     subprocess.run(
-        [str(KUBECTL), "--kubeconfig", str(kubeconfig), *args], input=stdin, text=True, check=True,
+        [str(KUBECTL), "--kubeconfig", str(kubeconfig), *args],
+        input=stdin,
+        text=True,
+        check=True,
         capture_output=True,
     )
 
@@ -82,8 +85,16 @@ async def single_rounds(client: KubeClient, kubeconfig: Path, rounds: int) -> li
     namespace = "bench-single"
     kubectl(kubeconfig, "create", "namespace", namespace)
     watcher = await asyncio.create_subprocess_exec(
-        str(KUBECTL), "--kubeconfig", str(kubeconfig), "get", "svc", "-n", namespace, "-w",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        str(KUBECTL),
+        "--kubeconfig",
+        str(kubeconfig),
+        "get",
+        "svc",
+        "-n",
+        namespace,
+        "-w",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     assert watcher.stdout is not None
     samples = []
@@ -112,9 +123,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def burst(
-    client: KubeClient, kubeconfig: Path, count: int
-) -> tuple[list[float], float, float, int]:
+async def burst(client: KubeClient, kubeconfig: Path, count: int) -> tuple[list[float], float, float, int]:
     namespace = "bench-burst"
     kubectl(kubeconfig, "create", "namespace", namespace)
     path = f"/api/v1/namespaces/{namespace}/services"
@@ -169,15 +178,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for manifest in ("namespace.yaml", "crd"):
                 kubectl(kubeconfig, "apply", "-f", str(REPO / "config" / manifest))
             configmap = {
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "config", "namespace": "metallb-system"}, "data": {"config": POOLS},
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "config", "namespace": "metallb-system"},
+                "data": {"config": POOLS},
             }
             kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(configmap))
             log = (data / "controller.log").open("wb")
             controller = subprocess.Popen(
-                [sys.executable, "-m", "controller", "--kubeconfig", str(kubeconfig), "--standalone",
-                 "--metrics-port", "0", "--log-level", "warning", "--workers", str(args.workers)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                [
+                    sys.executable,
+                    "-m",
+                    "controller",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--standalone",
+                    "--metrics-port",
+                    "0",
+                    "--log-level",
+                    "warning",
+                    "--workers",
+                    str(args.workers),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=dict(os.environ, PYTHONPATH=str(REPO)),
             )
             await asyncio.sleep(3)  # controller start-up: lists and restore
             results: dict[str, Any] = {

@@ -295,8 +295,8 @@ def run_one(mode: str, n: int, endpoints: int, updates: int) -> dict[str, Any]:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| mode | Services × endpoints | full sync | floor | ratio | full sync CPU / floor CPU "
-        "| one-Service update (median / max) | write → synced (median) | RSS (peak) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| one-Service update (median / max) | its CPU (median) | write → synced (median) | RSS (peak) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         cpu = (
@@ -304,11 +304,12 @@ def table(results: list[dict[str, Any]]) -> str:
             if "full_sync_cpu_s" in r
             else f"- / {r['floor_cpu_s']:.2f} s"
         )
+        update_cpu = f"{statistics.median(r['update_cpu_s']) * 1000:.0f} ms" if r.get("update_cpu_s") else "-"
         lines.append(
             f"| {r['mode']} | {r['services']:,} × {r['endpoints']} | {r['full_sync_s']:.2f} s "
             f"| {r['floor_s']:.2f} s | {r['full_sync_s'] / r['floor_s']:.2f}× | {cpu} "
             f"| {statistics.median(r['update_s']) * 1000:.0f} ms / {max(r['update_s']) * 1000:.0f} ms "
-            f"| {statistics.median(r['update_latency_s']) * 1000:.0f} ms "
+            f"| {update_cpu} | {statistics.median(r['update_latency_s']) * 1000:.0f} ms "
             f"| {r['VmRSS']:.0f} MB ({r['VmHWM']:.0f} MB) |"
         )
     return "\n".join(lines)

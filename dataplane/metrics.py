@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 SYNC_BUCKETS = tuple(0.001 * 2**i for i in range(15))  # kube-proxy: ExponentialBuckets(0.001, 2, 15)
@@ -71,3 +73,11 @@ class Metrics:
         self.services = Gauge(
             "ironlb_dataplane_services", "Services the dataplane forwards for", registry=registry
         )
+
+
+def cpu_seconds() -> float:
+    """CPU time of this thread and of the children waited for (iptables-restore, nft): what a sync costs,
+    whatever else runs on the machine (backends log the difference as `cpu=`)."""
+    own = resource.getrusage(resource.RUSAGE_THREAD)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

@@ -37,6 +37,7 @@ from dataplane.iptables.rules import (
     render_service,
     render_static,
 )
+from dataplane.metrics import cpu_seconds
 from dataplane.model import ServiceInfo, ServiceKey
 from dataplane.tracker import Snapshot
 
@@ -119,6 +120,7 @@ class IptablesBackend:
         return False
 
     def sync(self, snapshot: Snapshot, changed: Set[ServiceKey] | None) -> SyncReport:
+        cpu = cpu_seconds()
         endpoints = sum(len(eps) for info in snapshot.services.values() for eps in info.endpoints)
         self._comments = endpoints <= LARGE_CLUSTER_ENDPOINTS
         full = changed is None
@@ -140,7 +142,8 @@ class IptablesBackend:
         return SyncReport(
             full=full,
             services=len(snapshot.services) if full else len(changed or ()),
-            detail=f"backend={self.variant} comments={self._comments} " + " ".join(details),
+            detail=f"backend={self.variant} comments={self._comments} {' '.join(details)}"
+            f" cpu={cpu_seconds() - cpu:.3f}",
         )
 
     # ---- the work -------------------------------------------------------------------------------------

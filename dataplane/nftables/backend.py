@@ -14,11 +14,11 @@ says why).
 from __future__ import annotations
 
 import logging
-import resource
 from collections.abc import Set
 from dataclasses import dataclass, field, replace
 
 from dataplane.backend import NodeNetwork, SyncError, SyncReport
+from dataplane.metrics import cpu_seconds
 from dataplane.model import ServiceKey
 from dataplane.nftables.kernel import Netlink, Nft, NftError, NftProcess, open_nft
 from dataplane.nftables.ruleset import SERVICES, TABLE, NftConfig, count_endpoints
@@ -98,7 +98,7 @@ class NftablesBackend:
         return False
 
     def sync(self, snapshot: Snapshot, changed: Set[ServiceKey] | None) -> SyncReport:
-        cpu = _cpu_seconds()
+        cpu = cpu_seconds()
         self._comments = count_endpoints(snapshot.services.values()) <= LARGE_CLUSTER_ENDPOINTS
         full = changed is None
         details = []
@@ -121,7 +121,7 @@ class NftablesBackend:
         return SyncReport(
             full=full,
             services=len(snapshot.services) if full else len(changed or ()),
-            detail=f"comments={self._comments} {' '.join(details)} cpu={_cpu_seconds() - cpu:.3f}",
+            detail=f"comments={self._comments} {' '.join(details)} cpu={cpu_seconds() - cpu:.3f}",
         )
 
     def cleanup(self) -> None:
@@ -158,14 +158,6 @@ class NftablesBackend:
             self.partial_nft.run(plan.text)
         plan.commit()
         return plan.services
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this thread and of the children waited for (the nft of a full sync): what a sync costs,
-    whatever else runs on the machine."""
-    own = resource.getrusage(resource.RUSAGE_THREAD)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def cleanup(nft: Nft, family: str) -> None:
