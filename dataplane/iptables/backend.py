@@ -186,9 +186,8 @@ class IptablesBackend:
                     written[key] = Written.of(rules)
                     yield key, rules
 
-        existing = {
-            (jump.table, jump.chain): iptables.list_chain(jump.table, jump.chain) or [] for jump in JUMPS
-        }
+        builtins = sorted({(jump.table, jump.chain) for jump in JUMPS})
+        existing = {(table, chain): iptables.list_chain(table, chain) or [] for table, chain in builtins}
         stale = state.leftovers | state.record.chain_names()
         static = render_static(config)
         state.record.invalidate()
