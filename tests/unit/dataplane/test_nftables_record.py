@@ -1,8 +1,10 @@
-"""Partial syncs keep the nftables record equal to what a full sync of the same snapshot records (pure)."""
+"""Partial syncs keep the nftables record equal to what a full sync of the same snapshot records, and the
+netlink reader parses attributes (pure)."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dataplane.nftables.kernel import parse_attributes
 from dataplane.nftables.ruleset import NftConfig
 from dataplane.nftables.transaction import Record, plan_full, plan_partial
 from tests.unit.dataplane.strategies import snapshots
@@ -38,3 +40,17 @@ def test_partial_syncs_track_a_full_sync(sequence):
 def test_a_partial_sync_of_nothing_new_sends_nothing(snapshot):
     record = recorded(snapshot)
     assert plan_partial(record, dict(snapshot)).text == ""
+
+
+def test_netlink_attributes_are_parsed_with_padding_and_flags():
+    name = b"ironlb\0"  # 7 bytes: padded to 8
+    data = (
+        (4 + len(name)).to_bytes(2, "little")
+        + (1).to_bytes(2, "little")
+        + name
+        + b"\0"
+        + (8).to_bytes(2, "little")
+        + (3 | 0x8000).to_bytes(2, "little")
+        + (0x8).to_bytes(4, "big")
+    )
+    assert parse_attributes(data) == {1: name, 3: (0x8).to_bytes(4, "big")}
