@@ -41,9 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.apiserver_bench import Client, cpu_model  # noqa: E402
+from dataplane.backend import RenderConfig  # noqa: E402
 from dataplane.iptables.restore import full_restore  # noqa: E402
-from dataplane.iptables.rules import JUMPS, RenderConfig, render_service, render_static  # noqa: E402
-from dataplane.nftables.ruleset import NftConfig  # noqa: E402
+from dataplane.iptables.rules import JUMPS, render_service, render_static  # noqa: E402
 from dataplane.nftables.transaction import Record, plan_full  # noqa: E402
 from dataplane.tracker import ChangeTracker  # noqa: E402
 from lab.apiserver.process import ApiServerProcess  # noqa: E402
@@ -114,7 +114,7 @@ def rules_file(objects: list[dict[str, Any]], path: Path, mode: str) -> None:
         (tracker.update_slice if obj["kind"] == "EndpointSlice" else tracker.update_service)(obj, 0.0)
     snapshot = tracker.take().snapshot
     if mode == "nftables":
-        nft = NftConfig(family=4, local_cidrs=("10.244.1.0/24",), comments=False)
+        nft = RenderConfig(family=4, local_cidrs=("10.244.1.0/24",), comments=False)
         path.write_text(plan_full(Record(), nft, snapshot.services, None).text)
         return
     config = RenderConfig(family=4, local_cidrs=("10.244.1.0/24",), comments=False)

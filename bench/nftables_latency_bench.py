@@ -30,10 +30,10 @@ from dataclasses import replace
 from typing import Any
 
 from bench.nftables_common import bench_services, cluster_ip
+from dataplane.backend import RenderConfig
 from dataplane.iptables.restore import full_restore
-from dataplane.iptables.rules import JUMPS, RenderConfig, render_service, render_static
+from dataplane.iptables.rules import JUMPS, render_service, render_static
 from dataplane.model import Endpoint, ServiceInfo, ServiceKey
-from dataplane.nftables.ruleset import NftConfig
 from dataplane.nftables.transaction import Record, plan_full
 
 # node: (mode, Services, cluster IP /16, client-side /24, server-side /24)
@@ -124,7 +124,7 @@ def load(node: str, netns: str) -> float:
     snapshot, _ = services(node)
     started = time.monotonic()
     if mode == "nftables":
-        text = plan_full(Record(), NftConfig(family=4, comments=False), snapshot, None).text
+        text = plan_full(Record(), RenderConfig(family=4, comments=False), snapshot, None).text
         sh(netns, "nft", "-f", "-", input=text)
     else:
         config = RenderConfig(family=4, comments=False)

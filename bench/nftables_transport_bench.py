@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.nftables_common import ROOT, bench_services, fresh_netns
-from dataplane.nftables.ruleset import NftConfig
+from dataplane.backend import RenderConfig
 from dataplane.nftables.transaction import Record, plan_full
 
-CONFIG = NftConfig(family=4, local_cidrs=("10.244.0.0/16",), comments=False)
+CONFIG = RenderConfig(family=4, local_cidrs=("10.244.0.0/16",), comments=False)
 
 
 def full_text(services: int) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from dataplane.model import ServiceKey
@@ -41,6 +41,40 @@ class NodeNetwork:
 
     def pod_cidrs_of(self, family: int) -> tuple[str, ...]:
         return tuple(c for c in self.pod_cidrs if ipaddress.ip_network(c).version == family)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderConfig:
+    """What a mode renders one address family's rules with: this node's facts and the daemon's options."""
+
+    family: int  # 4 or 6
+    # Where pod traffic comes from (the cluster's or this node's pod CIDRs of this family): traffic to a
+    # cluster IP from elsewhere is masqueraded, and pods short-circuit to Cluster endpoints for external
+    # destinations with externalTrafficPolicy Local. Empty: no such rules (kube-proxy's "no local detector").
+    local_cidrs: tuple[str, ...] = ()
+    node_ips: tuple[str, ...] = ()  # this node's addresses of this family
+    nodeport_ips: tuple[str, ...] | None = None  # None: NodePorts on every local address; else on these only
+    masquerade_mark: int = 0x4000
+    random_fully: bool = True
+    comments: bool = True  # comments in the rules (dropped above 1,000 endpoints, as kube-proxy does)
+    # Drop conntrack state INVALID in the forward hook (kube-proxy's KUBE-FORWARD; it skips the rule with
+    # tcp_be_liberal).
+    drop_invalid: bool = True
+
+    @property
+    def mark(self) -> str:
+        return f"{self.masquerade_mark:#x}"
+
+    def for_node(self, node: NodeNetwork, family: int, comments: bool) -> RenderConfig:
+        """This config for one family of `node`."""
+        return replace(
+            self,
+            family=family,
+            local_cidrs=node.pod_cidrs_of(family),
+            node_ips=node.addresses_of(family),
+            nodeport_ips=node.nodeport_addresses_of(family),
+            comments=comments,
+        )
 
 
 @dataclass(frozen=True, slots=True)

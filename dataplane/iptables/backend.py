@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Set
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from dataplane.backend import NodeNetwork, SyncError, SyncReport
+from dataplane.backend import NodeNetwork, RenderConfig, SyncError, SyncReport
 from dataplane.iptables.kernel import Iptables, IptablesError
 from dataplane.iptables.restore import (
     Record,
@@ -32,7 +32,6 @@ from dataplane.iptables.rules import (
     NAT,
     SERVICE_CHAIN_PREFIXES,
     Jump,
-    RenderConfig,
     ServiceRules,
     render_service,
     render_static,
@@ -149,14 +148,7 @@ class IptablesBackend:
     # ---- the work -------------------------------------------------------------------------------------
 
     def _config(self, family: int) -> RenderConfig:
-        return replace(
-            self.base,
-            family=family,
-            local_cidrs=self.node.pod_cidrs_of(family),
-            node_ips=self.node.addresses_of(family),
-            nodeport_ips=self.node.nodeport_addresses_of(family),
-            comments=self._comments,
-        )
+        return self.base.for_node(self.node, family, self._comments)
 
     def _render(self, info: ServiceInfo | None, config: RenderConfig) -> ServiceRules | None:
         if info is None:

@@ -22,6 +22,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from dataplane.backend import RenderConfig
 from dataplane.model import Endpoint, ServiceInfo, ServicePort
 from dataplane.selection import select
 
@@ -90,27 +91,6 @@ JUMPS: tuple[Jump, ...] = (
     Jump(NAT, "PREROUTING", KUBE_SERVICES, "kubernetes service portals"),
     Jump(NAT, "POSTROUTING", KUBE_POSTROUTING, "kubernetes postrouting rules"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RenderConfig:
-    family: int  # 4 or 6
-    # Where pod traffic comes from (the cluster's or this node's pod CIDRs of this family): traffic to a
-    # cluster IP from elsewhere is masqueraded, and pods short-circuit to Cluster endpoints for external
-    # destinations with externalTrafficPolicy Local. Empty: no such rules (kube-proxy's "no local detector").
-    local_cidrs: tuple[str, ...] = ()
-    node_ips: tuple[str, ...] = ()  # this node's addresses of this family
-    nodeport_ips: tuple[str, ...] | None = None  # None: NodePorts on every local address; else on these only
-    masquerade_mark: int = 0x4000
-    random_fully: bool = True
-    comments: bool = True  # per-endpoint comments (dropped above 1,000 endpoints, as kube-proxy does)
-    drop_invalid: bool = (
-        True  # DROP ctstate INVALID in KUBE-FORWARD (kube-proxy skips it with tcp_be_liberal)
-    )
-
-    @property
-    def mark(self) -> str:
-        return f"{self.masquerade_mark:#x}"
 
 
 @dataclass(frozen=True, slots=True)

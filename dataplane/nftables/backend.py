@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Set
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from dataplane.backend import NodeNetwork, SyncError, SyncReport
+from dataplane.backend import NodeNetwork, RenderConfig, SyncError, SyncReport
 from dataplane.metrics import cpu_seconds
 from dataplane.model import ServiceKey
 from dataplane.nftables.kernel import Netlink, Nft, NftError, NftProcess, open_nft
-from dataplane.nftables.ruleset import SERVICES, TABLE, NftConfig, count_endpoints
+from dataplane.nftables.ruleset import SERVICES, TABLE, count_endpoints
 from dataplane.nftables.transaction import Record, plan_full, plan_partial
 from dataplane.tracker import Snapshot
 
@@ -66,7 +66,7 @@ class NftablesBackend:
         self.full_nft = full_nft if full_nft is not None else NftProcess()
         self.partial_nft = partial_nft if partial_nft is not None else open_nft()
         self.families = {family: _Family(family) for family in families}
-        self.base = NftConfig(
+        self.base = RenderConfig(
             family=4,
             masquerade_mark=1 << masquerade_bit,
             random_fully=random_fully,
@@ -132,17 +132,10 @@ class NftablesBackend:
 
     # ---- the work -------------------------------------------------------------------------------------
 
-    def _config(self, family: int) -> NftConfig:
-        return replace(
-            self.base,
-            family=family,
-            local_cidrs=self.node.pod_cidrs_of(family),
-            node_ips=self.node.addresses_of(family),
-            nodeport_ips=self.node.nodeport_addresses_of(family),
-            comments=self._comments,
-        )
+    def _config(self, family: int) -> RenderConfig:
+        return self.base.for_node(self.node, family, self._comments)
 
-    def _full(self, state: _Family, config: NftConfig, snapshot: Snapshot) -> int:
+    def _full(self, state: _Family, config: RenderConfig, snapshot: Snapshot) -> int:
         existing = None if state.recreate else state.netlink().objects()
         plan = plan_full(state.record, config, snapshot.services, existing, recreate=state.recreate)
         if state.recreate:

@@ -40,6 +40,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from dataplane.backend import RenderConfig
 from dataplane.model import Endpoint, ServiceInfo, ServicePort
 from dataplane.selection import select
 
@@ -95,31 +96,12 @@ ENDPOINT_CHAIN_PREFIX = "endpoint-"
 AFFINITY_SET_PREFIX = "affinity-"
 
 
-@dataclass(frozen=True, slots=True)
-class NftConfig:
-    family: int  # 4 or 6
-    # Where pod traffic comes from (this family's pod CIDRs): cluster IP traffic from elsewhere is
-    # masqueraded, and pods short-circuit to Cluster endpoints for external destinations with
-    # externalTrafficPolicy Local. Empty: no such rules (kube-proxy's "no local detector").
-    local_cidrs: tuple[str, ...] = ()
-    node_ips: tuple[str, ...] = ()  # this node's addresses of this family
-    nodeport_ips: tuple[str, ...] | None = None  # None: NodePorts on every local address; else on these only
-    masquerade_mark: int = 0x4000
-    random_fully: bool = True
-    drop_invalid: bool = True  # drop ct state invalid in the forward hook (kube-proxy's KUBE-FORWARD)
-    comments: bool = True  # element comments naming the service port of each destination
+def nft_family(config: RenderConfig) -> str:
+    return "ip" if config.family == 4 else "ip6"
 
-    @property
-    def nft_family(self) -> str:
-        return "ip" if self.family == 4 else "ip6"
 
-    @property
-    def addr_type(self) -> str:
-        return "ipv4_addr" if self.family == 4 else "ipv6_addr"
-
-    @property
-    def mark(self) -> str:
-        return f"{self.masquerade_mark:#x}"
+def addr_type(config: RenderConfig) -> str:
+    return "ipv4_addr" if config.family == 4 else "ipv6_addr"
 
 
 # A destination: ("ip", "<address> . <proto> . <port>") or ("nodeport", "<proto> . <port>"). Everything a
@@ -238,8 +220,8 @@ def _nodeport_key(port: ServicePort) -> str:
     return f"{port.protocol.lower()} . {port.node_port}"
 
 
-def render_static(config: NftConfig) -> Static:
-    ip, addr = config.nft_family, config.addr_type
+def render_static(config: RenderConfig) -> Static:
+    ip, addr = nft_family(config), addr_type(config)
     mark = config.mark
     dest = f"{ip} daddr . meta l4proto . th dport"
     src = f"{ip} saddr"
@@ -392,16 +374,16 @@ def _local_policy(pods: str, key: str, pick: str, cluster_pick: str) -> tuple[st
     return tuple(rules)
 
 
-def _endpoints_key(kind: str, config: NftConfig) -> str:
+def _endpoints_key(kind: str, config: RenderConfig) -> str:
     if kind in (NODEPORT_ENDPOINTS, NODEPORT_CLUSTER_ENDPOINTS):
         return "meta l4proto . th dport"
-    return f"{config.nft_family} daddr . meta l4proto . th dport"
+    return f"{nft_family(config)} daddr . meta l4proto . th dport"
 
 
-def endpoints_objects(name: str, config: NftConfig) -> tuple[str, tuple[str, ...]]:
+def endpoints_objects(name: str, config: RenderConfig) -> tuple[str, tuple[str, ...]]:
     """A shared endpoints-N object pair: the map's declaration and the chain's rules."""
     kind, _, count = name.rpartition("-")
-    ip = config.nft_family
+    ip = nft_family(config)
     key = f"{_endpoints_key(kind, config)} . numgen random mod {count}"
     # numgen's value has no datatype of its own, so only `typeof` declares this map. `th dport` in the data
     # keeps the DNAT free of a protocol (`tcp dport` would make nft add `meta l4proto tcp` to the rule).
@@ -412,7 +394,7 @@ def endpoints_objects(name: str, config: NftConfig) -> tuple[str, tuple[str, ...
 class _Writer:
     """Collects one Service's contribution; one instance per render_service call."""
 
-    def __init__(self, config: NftConfig) -> None:
+    def __init__(self, config: RenderConfig) -> None:
         self.config = config
         self.destinations: dict[Destination, dict[ElementKey, str | None]] = {}
         self.chains: dict[str, tuple[str, ...]] = {}
@@ -459,7 +441,7 @@ def _pick(
 
 def _affinity_chains(out: _Writer, port: ServicePort, endpoints: tuple[Endpoint, ...], local: bool) -> None:
     """kube-proxy's layout for session affinity: known clients go to their endpoint, others are spread."""
-    ip = out.config.nft_family
+    ip = nft_family(out.config)
     rules = [f"{ip} saddr @{affinity_set(port, ep)} goto {endpoint_chain(port, ep)}" for ep in endpoints]
     choices = ", ".join(f"{index} : goto {endpoint_chain(port, ep)}" for index, ep in enumerate(endpoints))
     rules.append(f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
@@ -467,7 +449,7 @@ def _affinity_chains(out: _Writer, port: ServicePort, endpoints: tuple[Endpoint,
     for ep in endpoints:
         name = affinity_set(port, ep)
         out.sets[name] = (
-            f"type {out.config.addr_type}; flags dynamic,timeout; timeout {port.affinity_timeout}s;"
+            f"type {addr_type(out.config)}; flags dynamic,timeout; timeout {port.affinity_timeout}s;"
         )
         target = f"[{ep.ip}]:{ep.port}" if port.family == 6 else f"{ep.ip}:{ep.port}"
         out.chains[endpoint_chain(port, ep)] = (
@@ -577,7 +559,7 @@ def _render_port(out: _Writer, port: ServicePort, endpoints: tuple[Endpoint, ...
             out.refs[("hairpin", ep.ip)] += 1
 
 
-def render_service(info: ServiceInfo, config: NftConfig) -> Contribution:
+def render_service(info: ServiceInfo, config: RenderConfig) -> Contribution:
     """What one Service contributes to `config.family`'s table (empty when it has no port of that family)."""
     out = _Writer(config)
     for port, endpoints in info.port_endpoints():

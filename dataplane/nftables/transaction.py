@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dataplane.backend import RenderConfig
 from dataplane.model import ServiceInfo, ServiceKey
 from dataplane.nftables.ruleset import (
     COMMENTED,
@@ -30,10 +31,10 @@ from dataplane.nftables.ruleset import (
     Contribution,
     Destination,
     ElementKey,
-    NftConfig,
     Static,
     endpoints_objects,
     is_endpoints_name,
+    nft_family,
     render_service,
     render_static,
     shared_element,
@@ -56,7 +57,7 @@ class Record:
     """What this process wrote to one family's table: the only source of truth for partial syncs (the kernel
     is never listed to find it). `valid` is False until a full sync succeeds, and again after any failure."""
 
-    config: NftConfig | None = None
+    config: RenderConfig | None = None
     services: dict[ServiceKey, ServiceInfo] = field(default_factory=dict)
     claims: dict[Destination, list[ServiceKey]] = field(default_factory=dict)  # owners, sorted; [0] wins
     refs: Counter[Ref] = field(default_factory=Counter)
@@ -93,8 +94,8 @@ class Plan:
 class _Text:
     """Commands of one transaction on one table."""
 
-    def __init__(self, config: NftConfig) -> None:
-        self.prefix = f"{config.nft_family} {TABLE}"
+    def __init__(self, config: RenderConfig) -> None:
+        self.prefix = f"{nft_family(config)} {TABLE}"
         self.lines: list[str] = []
 
     def add(self, line: str) -> None:
@@ -129,7 +130,7 @@ def _add_chain(out: _Text, name: str, rules: Iterable[str]) -> None:
 
 def plan_full(
     record: Record,
-    config: NftConfig,
+    config: RenderConfig,
     services: Mapping[ServiceKey, ServiceInfo],
     existing: KernelObjects | None,
     recreate: bool = False,
@@ -238,7 +239,7 @@ def _clear(
 
 
 def _table_block(
-    config: NftConfig,
+    config: RenderConfig,
     static: Static,
     elements: Mapping[str, _Elements],
     shared_maps: Mapping[str, str],
@@ -246,7 +247,7 @@ def _table_block(
     chains: Mapping[str, tuple[str, ...]],
 ) -> list[bytes | bytearray]:
     parts: list[bytes | bytearray] = []
-    head = [f"table {config.nft_family} {TABLE} {{", f'\tcomment "{TABLE_COMMENT}"']
+    head = [f"table {nft_family(config)} {TABLE} {{", f'\tcomment "{TABLE_COMMENT}"']
     declarations = [(spec.name, spec.declaration) for spec in static.sets] + list(shared_maps.items())
     for name, declaration in declarations:
         kind = "map" if " : " in declaration else "set"

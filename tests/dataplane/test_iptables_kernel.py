@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataplane.backend import NodeNetwork
+from dataplane.backend import NodeNetwork, RenderConfig
 from dataplane.iptables.restore import Record, apply_partial, full_restore, partial_restore
-from dataplane.iptables.rules import JUMPS, RenderConfig, ServiceRules, render_service, render_static
+from dataplane.iptables.rules import JUMPS, ServiceRules, render_service, render_static
 from dataplane.model import Endpoint, ServiceInfo, ServiceKey, ServicePort
 from dataplane.tracker import Snapshot
 from tests.dataplane.conftest import REPO

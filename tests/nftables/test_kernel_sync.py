@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dataplane.backend import RenderConfig
 from dataplane.nftables.kernel import NftProcess
-from dataplane.nftables.ruleset import NftConfig
 from dataplane.nftables.transaction import KernelObjects, Record, plan_full, plan_partial
 from tests.nftables.conftest import nft, table_state
 from tests.unit.dataplane.strategies import snapshots
@@ -18,8 +18,8 @@ from tests.unit.dataplane.strategies import snapshots
 pytestmark = pytest.mark.root
 
 CONFIGS = {
-    "ip": NftConfig(family=4, local_cidrs=("10.244.0.0/16",), node_ips=("192.168.10.11",)),
-    "ip6": NftConfig(family=6, local_cidrs=("fd00:244::/48",), node_ips=("fd00:10::11",)),
+    "ip": RenderConfig(family=4, local_cidrs=("10.244.0.0/16",), node_ips=("192.168.10.11",)),
+    "ip6": RenderConfig(family=6, local_cidrs=("fd00:244::/48",), node_ips=("fd00:10::11",)),
 }
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from dataplane.backend import RenderConfig
 from dataplane.iptables.restore import Record, apply_partial, full_restore, partial_restore
-from dataplane.iptables.rules import JUMPS, RenderConfig, render_service, render_static
+from dataplane.iptables.rules import JUMPS, render_service, render_static
 from dataplane.model import ServiceKey
 from dataplane.tracker import ChangeTracker, Snapshot
 from tests.unit.dataplane.helpers import endpoint, endpoint_slice, service

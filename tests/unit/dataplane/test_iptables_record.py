@@ -3,8 +3,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dataplane.backend import RenderConfig
 from dataplane.iptables.restore import Record, apply_partial, full_restore, partial_restore
-from dataplane.iptables.rules import RenderConfig, ServiceRules, render_service, render_static
+from dataplane.iptables.rules import ServiceRules, render_service, render_static
 from dataplane.model import ServiceInfo, ServiceKey
 from tests.unit.dataplane.strategies import snapshots
 

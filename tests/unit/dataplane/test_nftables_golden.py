@@ -11,19 +11,19 @@ from typing import Any
 
 import pytest
 
+from dataplane.backend import RenderConfig
 from dataplane.model import ServiceKey
-from dataplane.nftables.ruleset import NftConfig
 from dataplane.nftables.transaction import KernelObjects, Record, plan_full, plan_partial
 from dataplane.tracker import ChangeTracker
 from tests.unit.dataplane.helpers import endpoint, endpoint_slice, service
 from tests.unit.dataplane.test_iptables_golden import CASES, TWO_PODS, check, snapshot
 
-NODE_V4 = NftConfig(family=4, local_cidrs=("10.244.0.0/16",), node_ips=("192.168.10.11",))
-NODE_V6 = NftConfig(family=6, local_cidrs=("fd00:244::/48",), node_ips=("fd00:10::11",))
+NODE_V4 = RenderConfig(family=4, local_cidrs=("10.244.0.0/16",), node_ips=("192.168.10.11",))
+NODE_V6 = RenderConfig(family=6, local_cidrs=("fd00:244::/48",), node_ips=("fd00:10::11",))
 
 
 def full(
-    objects: list[dict[str, Any]], config: NftConfig = NODE_V4, existing: KernelObjects | None = None
+    objects: list[dict[str, Any]], config: RenderConfig = NODE_V4, existing: KernelObjects | None = None
 ) -> str:
     return plan_full(Record(), config, snapshot(objects).services, existing).text
 
@@ -51,7 +51,7 @@ def test_ipv6_dual_stack_service():
 
 
 def test_nodeport_addresses_without_comments():
-    config = NftConfig(family=4, nodeport_ips=("192.168.10.11",), comments=False, random_fully=False)
+    config = RenderConfig(family=4, nodeport_ips=("192.168.10.11",), comments=False, random_fully=False)
     objects = [
         service(name="np", type="NodePort", ports=[{"name": "http", "port": 80, "nodePort": 30080}]),
         endpoint_slice("np", [endpoint("10.244.1.3")]),

@@ -4,12 +4,12 @@ netlink reader parses attributes (pure)."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dataplane.backend import RenderConfig
 from dataplane.nftables.kernel import parse_attributes
-from dataplane.nftables.ruleset import NftConfig
 from dataplane.nftables.transaction import Record, plan_full, plan_partial
 from tests.unit.dataplane.strategies import snapshots
 
-CONFIG = NftConfig(family=4, local_cidrs=("10.244.0.0/16",), node_ips=("192.168.10.11",))
+CONFIG = RenderConfig(family=4, local_cidrs=("10.244.0.0/16",), node_ips=("192.168.10.11",))
 
 
 def recorded(snapshot) -> Record:
