@@ -30,6 +30,9 @@ class NodeNetwork:
     nodeport_addresses: tuple[str, ...] | None = None
     # Where pod traffic comes from (--cluster-cidr, else the Node's podCIDRs): see RenderConfig.local_cidrs.
     pod_cidrs: tuple[str, ...] = ()
+    # Every address on the node's interfaces, read only by the modes that need them (IPVS makes a NodePort
+    # virtual server on each).
+    local_addresses: tuple[str, ...] = ()
 
     def addresses_of(self, family: int) -> tuple[str, ...]:
         return tuple(a for a in self.addresses if ipaddress.ip_address(a).version == family)
@@ -38,6 +41,10 @@ class NodeNetwork:
         if self.nodeport_addresses is None:
             return None
         return tuple(a for a in self.nodeport_addresses if ipaddress.ip_address(a).version == family)
+
+    def node_port_addresses(self) -> tuple[str, ...]:
+        """The addresses NodePorts answer on: --nodeport-addresses' selection, else every local address."""
+        return self.local_addresses if self.nodeport_addresses is None else self.nodeport_addresses
 
     def pod_cidrs_of(self, family: int) -> tuple[str, ...]:
         return tuple(c for c in self.pod_cidrs if ipaddress.ip_network(c).version == family)

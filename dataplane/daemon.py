@@ -26,6 +26,7 @@ from common.endpoints import slice_facts
 from dataplane.backend import MODES, Backend, NodeNetwork
 from dataplane.cleanup import leave_other_modes
 from dataplane.healthcheck import HealthCheckServers
+from dataplane.ipvs.render import SCHEDULERS as IPVS_SCHEDULERS
 from dataplane.metrics import Metrics
 from dataplane.model import parse_service
 from dataplane.nodeinfo import node_network, parse_cidrs
@@ -120,6 +121,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--cleanup", action="store_true", help="remove everything any mode installed, and exit"
     )
     parser.add_argument("--iptables-backend", default="auto", choices=["auto", "nft", "legacy"])
+    parser.add_argument(
+        "--ipvs-scheduler", default="rr", choices=IPVS_SCHEDULERS, help="IPVS mode's scheduler (default rr)"
+    )
+    parser.add_argument(
+        "--ipvs-graceful-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a removed TCP/SCTP endpoint keeps its connections at most in IPVS mode (0: none)",
+    )
     parser.add_argument("--ip-families", default="4,6", help="address families to program: 4, 6 or 4,6")
     parser.add_argument("--min-sync-period", type=float, default=1.0, help="seconds between syncs, at least")
     parser.add_argument("--sync-period", type=float, default=30.0, help="seconds between periodic syncs")
@@ -149,25 +159,73 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def choose_mode(requested: str) -> str | None:
-    """The mode to run, or None (after one log line) when it cannot run here."""
-    if requested == "auto":
-        log.info("event=mode_chosen mode=iptables reason=kube-proxy's default")
-        return "iptables"
-    if requested not in ("iptables", "nftables"):
-        log.error(
-            "event=mode_unavailable mode=%s reason=not implemented yet (use iptables or nftables)", requested
+def nftables_unavailable() -> str | None:
+    """Why nftables mode cannot run here (None: it can): a checked, never committed, transaction with a nat
+    chain, so a kernel without nf_tables (or without its IPv4 family) says so."""
+    probe = (
+        "add table ip ironlb-probe\n"
+        "add chain ip ironlb-probe c { type nat hook prerouting priority -100; }\n"
+    )
+    try:
+        result = subprocess.run(
+            ["nft", "--check", "-f", "-"],
+            input=probe,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
-        return None
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"nft cannot run ({exc})"
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        return f"the kernel refuses an nftables nat chain ({lines[0] if lines else 'nft failed'})"
+    return None
+
+
+def choose_mode(requested: str, scheduler: str = "rr") -> str | None:
+    """The mode to run, or None (after one log line naming what is missing) when it cannot run here."""
+    if requested == "auto":
+        why_not = nftables_unavailable()
+        if why_not is None:
+            log.info("event=mode_chosen mode=nftables reason=%r", "auto: the kernel and nft support nftables")
+            return "nftables"
+        log.info("event=mode_chosen mode=iptables reason=%r", f"auto: no nftables: {why_not}")
+        return "iptables"
+    if requested == "ipvs":
+        from dataplane.ipvs.backend import probe
+        from dataplane.ipvs.kernel import IpvsError
+
+        try:
+            probe(scheduler)
+        except (IpvsError, OSError) as exc:
+            log.error("event=mode_unavailable mode=ipvs reason=%r", str(exc))
+            return None
     return requested
 
 
 def make_backend(mode: str, args: argparse.Namespace, node: NodeNetwork) -> Backend:
+    if mode == "ipvs":
+        from dataplane.ipvs.backend import IpvsBackend, Options
+
+        variant, _ = _iptables_variant(args)
+        options = Options(
+            scheduler=args.ipvs_scheduler,
+            masquerade_bit=args.masquerade_bit,
+            grace_timeout=args.ipvs_graceful_timeout,
+        )
+        return IpvsBackend(node, variant, args.families, options)
     if mode == "nftables":
         from dataplane.nftables.backend import NftablesBackend
 
         return NftablesBackend(node, args.families, masquerade_bit=args.masquerade_bit)
     from dataplane.iptables.backend import IptablesBackend
+
+    variant, _ = _iptables_variant(args)
+    return IptablesBackend(node, variant, args.families, masquerade_bit=args.masquerade_bit)
+
+
+def _iptables_variant(args: argparse.Namespace) -> tuple[str, str]:
     from dataplane.iptables.kernel import detect_variant
 
     if args.iptables_backend == "auto":
@@ -175,24 +233,26 @@ def make_backend(mode: str, args: argparse.Namespace, node: NodeNetwork) -> Back
     else:
         variant, why = args.iptables_backend, "--iptables-backend"
     log.info("event=iptables_backend variant=%s reason=%r", variant, why)
-    return IptablesBackend(node, variant, args.families, masquerade_bit=args.masquerade_bit)
+    return variant, why
 
 
-def run(args: argparse.Namespace, client: Client, stop: threading.Event) -> int:
-    mode = choose_mode(args.mode)
-    if mode is None:
-        return 2
+def run(args: argparse.Namespace, client: Client, stop: threading.Event, mode: str) -> int:
     recorder = EventRecorder(client, "ironlb-dataplane", host=args.node)
     nodes: dict[str, JSON] = {}
     loop_ref: list[SyncLoop] = []
+
+    addresses = local_addresses
+    if mode == "ipvs":
+        from dataplane.ipvs.kernel import local_addresses as addresses  # netlink, and not kube-ipvs0's
 
     def node_source() -> NodeNetwork:
         return node_network(
             args.node,
             nodes.get("node"),
-            local_addresses() if args.nodeport_cidrs else (),
+            addresses() if args.nodeport_cidrs or mode == "ipvs" else (),
             args.nodeport_cidrs,
             args.cluster_cidrs,
+            keep_local_addresses=mode == "ipvs",
         )
 
     backend = make_backend(mode, args, node_source())
@@ -301,6 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         failures = cleanup_all()
         log.info("event=cleanup_done failures=%d", failures)
         return 1 if failures else 0
+    # The mode first: a kernel that cannot run it fails at once, with one line, before any API traffic.
+    mode = choose_mode(args.mode, args.ipvs_scheduler)
+    if mode is None:
+        return 2
     client = Client.open_or_report(args.kubeconfig, user_agent="ironlb-dataplane")
     if client is None:
         return 2
@@ -312,6 +376,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
     try:
-        return run(args, client, stop)
+        return run(args, client, stop, mode)
     finally:
         client.close()

@@ -31,8 +31,10 @@ def node_network(
     local_addresses: Iterable[str],
     nodeport_cidrs: Sequence[str] | None,
     cluster_cidrs: Sequence[str],
+    keep_local_addresses: bool = False,
 ) -> NodeNetwork:
-    """The NodeNetwork for `name`, from its Node object (may be None while unknown) and the interfaces."""
+    """The NodeNetwork for `name`, from its Node object (may be None while unknown) and the interfaces
+    (`keep_local_addresses`: all of them, for a mode that needs them)."""
     node = node or {}
     status = node.get("status") or {}
     spec = node.get("spec") or {}
@@ -53,18 +55,25 @@ def node_network(
                 pod_cidrs.append(str(ipaddress.ip_network(str(cidr), strict=False)))
             except ValueError:
                 continue
+    local_addresses = list(local_addresses)
     nodeport_addresses = None
     if nodeport_cidrs:
         networks = [ipaddress.ip_network(c) for c in nodeport_cidrs]
         nodeport_addresses = tuple(
-            sorted(
-                {a for a in local_addresses if any(ipaddress.ip_address(a) in n for n in networks)},
-                key=lambda a: (ipaddress.ip_address(a).version, int(ipaddress.ip_address(a))),
-            )
+            _sorted({a for a in local_addresses if any(ipaddress.ip_address(a) in n for n in networks)})
         )
     return NodeNetwork(
         name=name,
         addresses=tuple(addresses),
         nodeport_addresses=nodeport_addresses,
         pod_cidrs=tuple(pod_cidrs),
+        local_addresses=tuple(_sorted(local_addresses)) if keep_local_addresses else (),
     )
+
+
+def _sorted(addresses: Iterable[str]) -> list[str]:
+    def key(address: str) -> tuple[int, int]:
+        ip = ipaddress.ip_address(address)
+        return ip.version, int(ip)
+
+    return sorted(set(addresses), key=key)

@@ -3,6 +3,7 @@
 import pytest
 
 from common.endpoints import EndpointSliceFacts
+from dataplane import daemon
 from dataplane.daemon import choose_mode, keep_service, keep_slice, parse_args
 from dataplane.model import ParsedService
 from dataplane.sync import PARSED
@@ -21,11 +22,25 @@ def test_flags() -> None:
             parse_args(bad)
 
 
-def test_modes_not_built_yet_fail_with_one_line(caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_picks_nftables_then_iptables_and_says_why(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel checks themselves run in scratch namespaces (tests/dataplane/test_ipvs_unavailable.py).
+    caplog.set_level("INFO")
     assert choose_mode("iptables") == "iptables"
+    monkeypatch.setattr(daemon, "nftables_unavailable", lambda: None)
+    assert choose_mode("auto") == "nftables"
+    assert "event=mode_chosen mode=nftables" in caplog.text
+    monkeypatch.setattr(daemon, "nftables_unavailable", lambda: "no nf_tables")
     assert choose_mode("auto") == "iptables"
-    assert choose_mode("ipvs") is None
-    assert "event=mode_unavailable mode=ipvs" in caplog.text
+    assert "event=mode_chosen mode=iptables reason='auto: no nftables: no nf_tables'" in caplog.text
+
+
+def test_ipvs_flags() -> None:
+    args = parse_args(["--node", "n1", "--mode", "ipvs", "--ipvs-scheduler", "wlc"])
+    assert (args.mode, args.ipvs_scheduler, args.ipvs_graceful_timeout) == ("ipvs", "wlc", 60.0)
+    with pytest.raises(SystemExit):
+        parse_args(["--node", "n1", "--ipvs-scheduler", "random"])
 
 
 def test_informers_cache_parsed_objects_only() -> None:
