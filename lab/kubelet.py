@@ -106,6 +106,7 @@ class Kubelet:
             "/api/v1/pods",
             Handlers.by_type(self._on_pod_event),
             query={"fieldSelector": f"spec.nodeName={self.node}"},
+            watch_timeout=60,  # as lab.controllers' WATCH_TIMEOUT
         )
         self.recorder = EventRecorder(kube, "kubelet", instance=self.node, host=self.node)
 

@@ -9,6 +9,7 @@ wrong.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import sys
@@ -32,6 +33,10 @@ log = logging.getLogger("lab.controllers")
 RESYNC_SECONDS = 10.0
 SETTLE_SECONDS = 0.5
 COALESCE_SECONDS = 0.05
+# Watches end and resume every minute, as they did before the shared shell (k8s.informer defaults to five).
+# The embedded API server drops what is still queued for a watch when it times out, and its closing bookmark
+# skips past it; shorter watches leave less queued at that moment.
+WATCH_TIMEOUT = 60
 
 
 def node_fingerprint(node: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -53,16 +58,17 @@ class ControllerManager:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self._node_prints: dict[str, tuple[Any, ...]] = {}
-        self.deployments = Informer(kube, "/apis/apps/v1/deployments", Handlers.by_type(self._changed))
-        self.pods = Informer(kube, "/api/v1/pods", Handlers.by_type(self._noting("pods")))
-        self.services = Informer(kube, "/api/v1/services", Handlers.by_type(self._noting("services")))
-        self.nodes = Informer(kube, "/api/v1/nodes", Handlers.by_type(self._node_changed))
-        self.endpoint_slices = Informer(
-            kube, "/apis/discovery.k8s.io/v1/endpointslices", Handlers.by_type(self._noting("endpointslices"))
+        informer = functools.partial(Informer, kube, watch_timeout=WATCH_TIMEOUT)
+        self.deployments = informer("/apis/apps/v1/deployments", Handlers.by_type(self._changed))
+        self.pods = informer("/api/v1/pods", Handlers.by_type(self._noting("pods")))
+        self.services = informer("/api/v1/services", Handlers.by_type(self._noting("services")))
+        self.nodes = informer("/api/v1/nodes", Handlers.by_type(self._node_changed))
+        self.endpoint_slices = informer(
+            "/apis/discovery.k8s.io/v1/endpointslices", Handlers.by_type(self._noting("endpointslices"))
         )
-        self.endpoints = Informer(kube, "/api/v1/endpoints", Handlers.by_type(self._noting("endpoints")))
+        self.endpoints = informer("/api/v1/endpoints", Handlers.by_type(self._noting("endpoints")))
         # Lease renewals only feed the cache: the periodic pass judges their age, they need not wake anyone.
-        self.leases = Informer(kube, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
+        self.leases = informer("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
         self.informers = [
             self.deployments, self.pods, self.services, self.nodes, self.endpoint_slices, self.endpoints,
             self.leases,
