@@ -4,7 +4,8 @@ As client-go's: list (paginated), then watch from the list's resourceVersion; a 
 a broken stream or a failed list lists again after a growing back-off. After a re-list, objects that vanished
 meanwhile are reported deleted and changed ones updated, so no change is missed. `transform` runs on every
 object before it is cached or delivered: a daemon keeps only the fields it reads (memory), as client-go's
-TransformFunc. The transformed object must keep metadata.name and metadata.namespace.
+TransformFunc. The transformed object must keep metadata.name and metadata.namespace; without its
+metadata.resourceVersion, a relist compares content to tell what changed.
 
 Callbacks run in the informer thread, one at a time, and must be quick: hand work to a queue (k8s.workqueue),
 or to an asyncio loop with `Handlers.on_loop`. The cache is safe to read from any thread.
@@ -95,7 +96,6 @@ class Informer:
         self.backoff_max = backoff_max
         self.resource_version = ""  # of the last list, watch event or bookmark seen
         self._cache: dict[str, JSON] = {}
-        self._versions: dict[str, str] = {}  # the stored objects' resourceVersions (transform may drop them)
         self._lock = threading.Lock()
         self._deliver = threading.Lock()  # callbacks run one at a time, also against the resync thread
         self._synced = threading.Event()
@@ -181,17 +181,13 @@ class Informer:
 
     def _relist(self) -> str:
         fresh: dict[str, JSON] = {}
-        versions: dict[str, str] = {}
         list_version = ""
         for page in self.client.pages(self.path, limit=self.page_size, **self.query):
             list_version = list_version or resource_version(page)
             for item in page.get("items") or []:
-                key = key_of(item)
-                versions[key] = resource_version(item)
-                fresh[key] = self._transformed(item)
+                fresh[key_of(item)] = self._transformed(item)
         with self._lock:
-            old, old_versions = self._cache, self._versions
-            self._cache, self._versions = fresh, versions
+            old, self._cache = self._cache, fresh
             self.resource_version = list_version
         with self._deliver:
             for key, obj in old.items():
@@ -201,7 +197,7 @@ class Informer:
                 previous = old.get(key)
                 if previous is None:
                     self._call(self.handlers.on_add, obj)
-                elif old_versions.get(key) != versions[key]:
+                elif _changed(previous, obj):
                     self._call(self.handlers.on_update, previous, obj)
         self._synced.set()
         return list_version
@@ -220,7 +216,7 @@ class Informer:
                 self.resource_version = version
                 if kind == "BOOKMARK":
                     continue
-                self._apply(kind, raw, version)
+                self._apply(kind, raw)
                 if self._stop.is_set():
                     break
             return version
@@ -228,17 +224,15 @@ class Informer:
             self._watch = None
             watch.close()
 
-    def _apply(self, kind: str, raw: JSON, version: str) -> None:
+    def _apply(self, kind: str, raw: JSON) -> None:
         key = key_of(raw)
         obj = self._transformed(raw)
         with self._lock:
             old = self._cache.get(key)
             if kind == "DELETED":
                 self._cache.pop(key, None)
-                self._versions.pop(key, None)
             else:
                 self._cache[key] = obj
-                self._versions[key] = version
         with self._deliver:
             if kind == "DELETED":
                 self._call(self.handlers.on_delete, obj)
@@ -267,3 +261,12 @@ class Informer:
             callback(*objects)
         except Exception:  # one faulty handler must not end the informer (and its cache) for everyone
             log.exception("event=handler_failed path=%s", self.path)
+
+
+def _changed(old: JSON, new: JSON) -> bool:
+    """Whether a relisted object differs from the cached one: by resourceVersion, or by content when the
+    transform kept no resourceVersion."""
+    old_version, new_version = resource_version(old), resource_version(new)
+    if old_version or new_version:
+        return old_version != new_version
+    return old != new
