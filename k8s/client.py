@@ -74,7 +74,7 @@ def load_configuration(kubeconfig: str | None = None) -> Any:
     that stay on disk if the process is killed. Here they land in a private scratch directory, are moved into
     anonymous memory files at once, and the directory is removed: nothing is left behind.
     """
-    configuration = kubernetes.client.Configuration()
+    configuration: Any = kubernetes.client.Configuration()  # partly typed: its hooks are set below
     # The kubernetes package is only partly typed: its untyped corners are reached through Any.
     loader: Any = kubernetes.config
     if not kubeconfig and not os.environ.get("KUBECONFIG") and os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -92,10 +92,23 @@ def load_configuration(kubeconfig: str | None = None) -> Any:
         loader.load_kube_config(
             config_file=source, client_configuration=configuration, temp_file_path=str(scratch)
         )
+        moved = {}
         for attribute in ("ssl_ca_cert", "cert_file", "key_file"):
             path = getattr(configuration, attribute, None)
             if path and Path(path).parent == scratch:
-                setattr(configuration, attribute, memory_file(Path(path).read_bytes(), attribute))
+                moved[attribute] = memory_file(Path(path).read_bytes(), attribute)
+                setattr(configuration, attribute, moved[attribute])
+        hook = getattr(configuration, "refresh_api_key_hook", None)
+        if hook is not None and moved:
+            # A token user's refresh hook (run before every request) sets the loader's file paths again, those
+            # in the removed scratch directory, and installs itself anew: keep the memory files.
+            def refresh(conf: Any) -> None:
+                hook(conf)
+                for attribute, memory_path in moved.items():
+                    setattr(conf, attribute, memory_path)
+                conf.refresh_api_key_hook = refresh
+
+            configuration.refresh_api_key_hook = refresh
     except Exception as exc:  # ConfigException, OSError, YAML and key errors alike
         raise ConfigError(f"{source}: {exc}") from exc
     finally:

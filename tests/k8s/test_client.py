@@ -210,3 +210,19 @@ def test_inline_credentials_never_reach_the_disk(
     assert configuration.key_file.startswith("/proc/self/fd/")
     with Client(configuration) as client:
         assert client.get("/api/v1/namespaces/default")["metadata"]["name"] == "default"
+
+
+def test_a_token_kubeconfig_with_an_inline_ca_keeps_working(
+    shared_apiserver: ApiServerProcess, tmp_path: Path
+) -> None:
+    """A token user's refresh hook runs before every request and would point the CA back at the loader's
+    removed temporary copy."""
+    config = yaml.safe_load(shared_apiserver.kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": shared_apiserver.token}
+    path = tmp_path / "token-kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    with Client.load(str(path)) as client:
+        assert client.configuration.ssl_ca_cert.startswith("/proc/self/fd/")
+        for _ in range(2):
+            assert client.get("/api/v1/namespaces/default")["metadata"]["name"] == "default"
+        assert client.configuration.ssl_ca_cert.startswith("/proc/self/fd/")
