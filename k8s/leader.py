@@ -3,15 +3,18 @@
 - The lease is free when it has no holder, or when its record (holder, renewTime) has not changed for
   leaseDurationSeconds of *our* clock (observed locally, so clock skew between replicas does not matter).
 - The leader renews every retry period and has lost when no renewal succeeded for renew_deadline, which is
-  shorter than the lease duration: it stops before anyone else may take over.
+  shorter than the lease duration: it stops before anyone else may take over. A renewal is one write of the
+  Lease as the leader last wrote it (client-go's fast path); only when that conflicts is it read again.
 - Fencing: `may_write()` is False as soon as renew_deadline has passed since the start of the last successful
   renewal (monotonic clock), even before the renew loop notices. A leader that was paused (a stopped process,
-  a starved thread) checks it before each write and never writes late.
+  a starved thread) checks it before each write and never writes late. Same semantics as the controller's
+  controller/leader.py.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -57,6 +60,8 @@ class LeaderElector:
         self._observed: tuple[Any, Any] | None = None
         self._observed_at = 0.0
         self._renewed_at: float | None = None  # start of the last successful acquire or renew
+        self._lease: JSON | None = None  # the Lease as we last wrote it (renewals need no read)
+        self._duration_seconds = max(1, math.ceil(lease_duration))
         self._leader = False
 
     @property
@@ -91,6 +96,7 @@ class LeaderElector:
                 continue
             if not self.may_write():
                 self._leader = False
+                self._lease = None
                 log.error("event=leader_lost lease=%s identity=%s", self._ref, self.identity)
                 return False
         return True
@@ -120,6 +126,7 @@ class LeaderElector:
             return
         self._leader = False
         self._renewed_at = None
+        self._lease = None
         try:
             lease = self._client.get_or_none(self._path)
             if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
@@ -148,9 +155,16 @@ class LeaderElector:
         return held
 
     def _attempt(self) -> bool:
-        now = micro_time()
         timeout = self.renew_deadline  # a hung request must not outlive the deadline it is meant to meet
-        lease = self._client.get_or_none(self._path)
+        if self._leader and self._lease is not None and self._renew(timeout):
+            return True
+        now = micro_time()
+        try:
+            lease: JSON | None = self._client.request("GET", self._path, timeout=timeout)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            lease = None
         if lease is None:
             body: JSON = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -158,18 +172,19 @@ class LeaderElector:
                 "metadata": {"name": self._name, "namespace": self._namespace},
                 "spec": {
                     "holderIdentity": self.identity,
-                    "leaseDurationSeconds": int(self.lease_duration),
+                    "leaseDurationSeconds": self._duration_seconds,
                     "acquireTime": now,
                     "renewTime": now,
                     "leaseTransitions": 0,
                 },
             }
             try:
-                self._client.request("POST", self._collection, body=body, timeout=timeout)
+                created = self._client.request("POST", self._collection, body=body, timeout=timeout)
             except ApiError as exc:
                 if exc.status == 409:
                     return False
                 raise
+            self._accept(created)
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -183,7 +198,7 @@ class LeaderElector:
         transitions = int(spec.get("leaseTransitions") or 0)
         lease["spec"] = {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": int(self.lease_duration),
+            "leaseDurationSeconds": self._duration_seconds,
             "acquireTime": spec.get("acquireTime") if holder == self.identity else now,
             "renewTime": now,
             "leaseTransitions": transitions if holder == self.identity else transitions + 1,
@@ -194,7 +209,27 @@ class LeaderElector:
             if exc.status == 409:
                 return False
             raise
-        new_spec = updated.get("spec") or {}
-        self._observed = (new_spec.get("holderIdentity") or "", new_spec.get("renewTime"))
-        self._observed_at = self._clock()
+        self._accept(updated)
         return True
+
+    def _renew(self, timeout: float) -> bool:
+        """client-go's fast path: the leader writes the Lease as it last wrote it with a new renewTime (its
+        resourceVersion guards the write); False when someone else wrote it since, and it is read again."""
+        assert self._lease is not None
+        lease = {**self._lease, "spec": {**(self._lease.get("spec") or {}), "renewTime": micro_time()}}
+        try:
+            updated = self._client.request("PUT", self._path, body=lease, timeout=timeout)
+        except ApiError as exc:
+            if exc.status in (404, 409):
+                self._lease = None
+                return False
+            raise
+        self._accept(updated)
+        return True
+
+    def _accept(self, written: JSON) -> None:
+        """Our write of the Lease succeeded: remember it, as others will see it."""
+        self._lease = written
+        spec = written.get("spec") or {}
+        self._observed = (spec.get("holderIdentity") or "", spec.get("renewTime"))
+        self._observed_at = self._clock()

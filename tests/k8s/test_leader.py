@@ -126,3 +126,25 @@ def test_timing_must_leave_room_to_step_down(client: Client, ns: str) -> None:
     with pytest.raises(ValueError):
         elector(client, ns, "a", renew_deadline=2.4, retry_period=2.0)  # room for a single attempt only
     elector(client, ns, "a", renew_deadline=2.5, retry_period=2.0)
+
+
+def test_the_leader_renews_with_one_write(client: Client, ns: str) -> None:
+    calls: list[str] = []
+
+    class Counting(Client):
+        def request(self, method: str, path: str, **options: Any) -> Any:
+            calls.append(method)
+            return super().request(method, path, **options)
+
+    with Counting(client.configuration) as counting:
+        a = elector(counting, ns, "a")
+        assert a.acquire(threading.Event())
+        calls.clear()
+        assert a.try_acquire_or_renew()
+        assert calls == ["PUT"]  # the Lease as last written, guarded by its resourceVersion: no read
+        lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/ironlb-test"
+        client.merge_patch(lease_path, {"metadata": {"labels": {"touched": "by-someone-else"}}})
+        calls.clear()
+        assert a.try_acquire_or_renew()
+        assert calls == ["PUT", "GET", "PUT"]  # the stale write conflicts: read, then write again
+        assert lease(client, ns)["spec"]["holderIdentity"] == "a"
