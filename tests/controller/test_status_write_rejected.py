@@ -58,16 +58,27 @@ def write_failures(log: str) -> list[float]:
     return times
 
 
+def start_without(
+    rbac_cluster: RbacCluster,
+    in_cluster_controller: Callable[..., InClusterController],
+    kind: str,
+    resource: str,
+    pool: str,
+) -> InClusterController:
+    """The shipped RBAC less one rule (`resource` in the ClusterRole or Role), a pool, and the controller."""
+    docs = shipped_rbac()
+    role = next(d for d in docs if d["kind"] == kind)
+    role["rules"] = [r for r in role["rules"] if r["resources"] != [resource]]
+    rbac_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    apply(rbac_cluster.kubectl, pool)
+    return in_cluster_controller()
+
+
 def test_a_refused_status_write_is_reported_and_backed_off(
     rbac_cluster: RbacCluster, in_cluster_controller: Callable[..., InClusterController]
 ) -> None:
-    docs = shipped_rbac()
-    cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
-    cluster_role["rules"] = [r for r in cluster_role["rules"] if r["resources"] != ["services/status"]]
+    controller = start_without(rbac_cluster, in_cluster_controller, "ClusterRole", "services/status", POOL)
     kubectl = rbac_cluster.kubectl
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    apply(kubectl, POOL)
-    controller = in_cluster_controller()
     apply(kubectl, SERVICE)
 
     event = wait_event(kubectl, "refused", "UpdateStatusFailed", contains="403", timeout=30)
@@ -89,13 +100,8 @@ def test_a_refused_status_write_is_reported_and_backed_off(
 def test_a_refused_pool_status_write_is_reported_and_backed_off(
     rbac_cluster: RbacCluster, in_cluster_controller: Callable[..., InClusterController]
 ) -> None:
-    docs = shipped_rbac()
-    role = next(d for d in docs if d["kind"] == "Role")
-    role["rules"] = [r for r in role["rules"] if r["resources"] != ["ipaddresspools/status"]]
+    controller = start_without(rbac_cluster, in_cluster_controller, "Role", "ipaddresspools/status", POOL_CR)
     kubectl = rbac_cluster.kubectl
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    apply(kubectl, POOL_CR)
-    controller = in_cluster_controller()
 
     event = wait_event(kubectl, "crd-pool", "UpdateStatusFailed", namespace="metallb-system", timeout=30)
     assert event["involvedObject"]["kind"] == "IPAddressPool" and "403" in event["message"], event
