@@ -56,38 +56,26 @@ def main() -> int:
             color=line.get_color(),
             label=f"ironlb {mode}",
         )
-        updates = KUBE_PROXY_UPDATE_MS.get(mode, {})
-        if updates:
-            update.scatter(
-                list(updates),
-                list(updates.values()),
+        for axes, figures in ((full, KUBE_PROXY_FULL_SYNC), (update, KUBE_PROXY_UPDATE_MS)):
+            theirs = figures.get(mode, {})
+            axes.scatter(
+                list(theirs),
+                list(theirs.values()),
                 marker="x",
                 s=60,
                 color=line.get_color(),
                 label=f"kube-proxy {mode}",
             )
-        kube_proxy = KUBE_PROXY_FULL_SYNC.get(mode, {})
-        if kube_proxy:
-            full.scatter(
-                list(kube_proxy),
-                list(kube_proxy.values()),
-                marker="x",
-                s=60,
-                color=line.get_color(),
-                label=f"kube-proxy {mode}",
-            )
-    full.set_yscale("log")
-    full.set_xlabel("Services (10 endpoints each)")
-    full.set_ylabel("full sync (s, log)")
-    full.set_title("Full sync")
-    full.grid(True, which="both", alpha=0.3)
-    full.legend(fontsize=7)
-    update.set_yscale("log")
-    update.set_xlabel("Services (10 endpoints each)")
-    update.set_ylabel("one-Service update (ms, log)")
-    update.set_title("One-Service update (median)")
-    update.grid(True, which="both", alpha=0.3)
-    update.legend(fontsize=7)
+    for axes, label, title in (
+        (full, "full sync (s, log)", "Full sync"),
+        (update, "one-Service update (ms, log)", "One-Service update (median)"),
+    ):
+        axes.set_yscale("log")
+        axes.set_xlabel("Services (10 endpoints each)")
+        axes.set_ylabel(label)
+        axes.set_title(title)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(args.output, dpi=110)
     print(f"wrote {args.output}")
