@@ -4,10 +4,13 @@
 FROM python:3.11-slim
 
 # The dataplane drives the kernel through these tools (config/dataplane runs this image as root with
-# NET_ADMIN and NET_RAW; the controller and the speaker never call them).
+# NET_ADMIN and NET_RAW; the controller and the speaker never call them). nftables mode loads libnftables
+# in-process through Debian's binding (pure Python over ctypes), linked into this Python's site-packages.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends iptables nftables conntrack ipset \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get install -y --no-install-recommends iptables nftables python3-nftables conntrack ipset \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s /usr/lib/python3/dist-packages/nftables \
+        "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nftables"
 
 WORKDIR /opt/ironlb
 COPY pyproject.toml constraints.txt README.md ./
