@@ -572,7 +572,15 @@ class ApiServer:
         while not self._stopping.is_set():
             now = loop.time()
             if now >= deadline:
-                if bookmarks:
+                # Send what is queued before the closing bookmark: the bookmark carries the store's current
+                # resourceVersion, so a client resuming from it would never see events still in the queue.
+                items = []
+                while not watcher.queue.empty():
+                    items.append(watcher.queue.get_nowait())
+                chunk = [encode(*i) for i in items if i is not STOP]
+                if chunk:
+                    await resp.write(b"".join(chunk))
+                if bookmarks and STOP not in items and watcher.queue.empty():
                     await resp.write(self._bookmark(rt))
                 return
             wait = min(deadline, next_bookmark if bookmarks else deadline, now + 5.0) - now

@@ -113,3 +113,29 @@ def test_too_old_resource_version_gives_410(tuned: Rest) -> None:
     # A recent version is still in the window.
     latest = tuned.ok("GET", CMS)["metadata"]["resourceVersion"]
     assert list(tuned.watch(CMS, resourceVersion=latest, timeoutSeconds="1")) == []
+
+
+def test_a_watch_that_times_out_loses_no_event(rest: Rest) -> None:
+    """A client resuming from the last resourceVersion it saw (event or bookmark) sees every write, even when
+    its watches keep timing out in the middle of a burst (the closing bookmark once skipped queued events)."""
+    import concurrent.futures
+
+    start = rest.ok("POST", CMS, configmap("burst-start"))["metadata"]["resourceVersion"]
+    names = [f"burst-{i}" for i in range(1500)]
+    writers = concurrent.futures.ThreadPoolExecutor(4)
+    done = writers.map(lambda name: rest.ok("POST", CMS, configmap(name)), names)
+    seen: set[str] = set()
+    resume = start
+    deadline = time.monotonic() + 120
+    try:
+        while len(seen) < len(names) and time.monotonic() < deadline:
+            for event in rest.watch(
+                CMS, resourceVersion=resume, timeoutSeconds="1", allowWatchBookmarks="true"
+            ):
+                resume = event["object"]["metadata"]["resourceVersion"]
+                if event["type"] == "ADDED":
+                    seen.add(event["object"]["metadata"]["name"])
+    finally:
+        list(done)
+        writers.shutdown()
+    assert sorted(set(names) - seen) == []
