@@ -267,8 +267,15 @@ def test_bad_advertisements_and_interfaces_that_come_and_go(speaker_lab: Speaker
     # A bad selector: a Warning and a log line from the speakers; every other advertisement keeps working.
     apply(kubectl, BROKEN)
     try:
-        event = wait_event(kubectl, "broken", "InvalidConfig", namespace="metallb-system", contains="Bogus")
-        assert event["source"]["component"] == "metallb-speaker"
+        # The controller validates L2Advertisements too and posts its own InvalidConfig: wait for a speaker's.
+        wait_for(
+            "a speaker's InvalidConfig",
+            lambda: [
+                e
+                for e in events(kubectl, "broken", "metallb-system", "InvalidConfig")
+                if "Bogus" in e["message"] and e["source"]["component"] == "metallb-speaker"
+            ],
+        )
         assert "event=invalid_l2advertisement" in speaker_lab.speakers[owner].log()
         assert one_mac(speaker_lab, ip, "with a broken advertisement around") == owner
         assert len(speaker_lab.arping("192.168.10.90")) == 1
