@@ -328,10 +328,11 @@ class Speaker:
         self._update_universe(nodes)
         config = self._current_config()
         alive, isolated, reachable, joined = self.membership.status()
-        stale = stale_members(self._renewed, now, 3 * self._renew_interval(), self._own_renewed)
+        renewed = dict(self._renewed)  # a snapshot: the Lease informer's thread updates it
+        stale = stale_members(renewed, now, 3 * self._renew_interval(), self._own_renewed)
         self.membership.set_stale(stale)
         now_standing = standing(
-            self.me, alive, set(self._renewed), stale, joined=joined, isolated=isolated, reachable=reachable
+            self.me, alive, set(renewed), stale, joined=joined, isolated=isolated, reachable=reachable
         )
         if now_standing != self._standing:
             log_at = logging.INFO if now_standing.announce else logging.WARNING
@@ -589,6 +590,8 @@ class Speaker:
         key = (conflict.ip, conflict.mac)
         if now - self._conflicts.get(key, -CONFLICT_EVERY) < CONFLICT_EVERY:
             return
+        if len(self._conflicts) > 1000:
+            self._conflicts = {k: t for k, t in self._conflicts.items() if now - t < CONFLICT_EVERY}
         self._conflicts[key] = now
         with self._lock:
             services = self._ip_services.get(conflict.ip, ())
@@ -725,7 +728,8 @@ class Speaker:
         self._lease_seen(obj)
 
     def _lease_updated(self, old: JSON, new: JSON) -> None:
-        if (old.get("spec") or {}).get("renewTime") != (new.get("spec") or {}).get("renewTime") or old is new:
+        # Only a changed renewTime is a renewal (a resync delivers the same object again).
+        if (old.get("spec") or {}).get("renewTime") != (new.get("spec") or {}).get("renewTime"):
             self._lease_seen(new)
 
     def _lease_seen(self, obj: JSON) -> None:
