@@ -24,8 +24,6 @@ import argparse
 import functools
 import json
 import os
-import platform
-import re
 import signal
 import subprocess
 import sys
@@ -37,30 +35,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.speaker_membership_sim import machine, percentile, update_docs
 from k8s.client import Client
 from tests.controller.helpers import CONFIG, apply, wait_for, wait_ips
 from tests.lab.conftest import LabFactory, ns_run
 from tests.speaker.helpers import REPO, SpeakerLab, SpeakerProcess, build
 from tests.tutorial import TUTORIAL_DIR
 
-DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Speaker"
 VIP = "192.168.10.90"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def machine() -> str:
-    cpu = ""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    load = os.getloadavg()[0]
-    return f"nproc={os.cpu_count()}, CPU `{cpu}`, Python {platform.python_version()}, load average {load:.1f}"
 
 
 class Watcher:
@@ -403,16 +386,6 @@ def render(results: dict[str, Any], trials: int, command: str) -> str:
             "",
         ]
     return "\n".join(lines)
-
-
-def update_docs(section: str) -> None:
-    text = DOC.read_text()
-    pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n"), text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import math
+import os
 import platform
 import random
 import re
@@ -369,6 +370,7 @@ def render(results: list[SizeResult], loss: float, command: str) -> str:
 
 
 def machine() -> str:
+    """The machine, as docs/benchmarks.md records it: CPUs, model, Python and the load from other work."""
     cpu = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -377,12 +379,16 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.machine()}, {cpu or 'unknown CPU'}, Python {platform.python_version()}"
+    load = os.getloadavg()[0]
+    python = platform.python_version()
+    return f"nproc={os.cpu_count()}, CPU `{cpu or 'unknown'}`, Python {python}, load average {load:.1f}"
 
 
 def update_docs(section: str) -> None:
+    """Replace the section of docs/benchmarks.md titled as ``section`` (its first line), or append it."""
+    title = section.split("\n", 1)[0]
     text = DOC.read_text()
-    pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=\n## |\Z)", re.S)
+    pattern = re.compile(re.escape(title) + r"\n.*?(?=\n## |\Z)", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip("\n"), text)
     else:

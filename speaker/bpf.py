@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 # Opcodes (linux/filter.h, linux/bpf_common.h)
 LD_W_ABS = 0x20
@@ -27,6 +28,7 @@ SKF_AD_OFF = -0x1000
 SKF_AD_PKTTYPE = 4
 PACKET_OUTGOING = 4
 ACCEPT = 0x40000  # bytes of the packet to keep: all of it
+T = TypeVar("T")
 MAX_INSTRUCTIONS = 4000  # the kernel's BPF_MAXINSNS is 4096
 CHUNK = 100  # compares between two accept instructions: jump offsets are 8 bits
 
@@ -72,36 +74,42 @@ class _Program:
         return out
 
 
-def _compare_words(program: _Program, offset: int, values: Sequence[int], tag: str) -> None:
-    """Accept when the word at ``offset`` equals one of ``values`` (chunks, each ending in an accept)."""
-    program.add(LD_W_ABS, offset)
-    for start in range(0, len(values), CHUNK):
-        chunk = values[start : start + CHUNK]
+def _in_chunks(
+    program: _Program, items: Sequence[T], size: int, tag: str, emit: Callable[[T, str, str], None]
+) -> None:
+    """Emit a compare per item, ``size`` at a time, each chunk ending with its own accept instruction (a
+    conditional jump reaches 255 instructions at most). ``emit(item, accept, name)`` writes one compare."""
+    for start in range(0, len(items), size):
         accept = f"{tag}-accept-{start}"
-        for value in chunk:
-            program.add(JMP_JEQ_K, value, jt=accept)
+        for number, item in enumerate(items[start : start + size]):
+            emit(item, accept, f"{tag}-{start}-{number}")
         program.add(JMP_JA, jt=f"{tag}-next-{start}")
         program.label(accept)
         program.add(RET_K, ACCEPT)
         program.label(f"{tag}-next-{start}")
+
+
+def _compare_words(program: _Program, offset: int, values: Sequence[int], tag: str) -> None:
+    """Accept when the word at ``offset`` equals one of ``values``."""
+    program.add(LD_W_ABS, offset)
+
+    def compare(value: int, accept: str, _: str) -> None:
+        program.add(JMP_JEQ_K, value, jt=accept)
+
+    _in_chunks(program, values, CHUNK, tag, compare)
 
 
 def _compare_v6(program: _Program, offset: int, ips: Sequence[ipaddress.IPv6Address], tag: str) -> None:
     """Accept when the 16 bytes at ``offset`` equal one of ``ips``: four word compares per address."""
-    for start in range(0, len(ips), CHUNK // 8):
-        chunk = ips[start : start + CHUNK // 8]
-        accept = f"{tag}-accept-{start}"
-        for number, ip in enumerate(chunk):
-            words = struct.unpack("!4I", ip.packed)
-            miss = f"{tag}-miss-{start}-{number}"
-            for index, word in enumerate(words):
-                program.add(LD_W_ABS, offset + 4 * index)
-                program.add(JMP_JEQ_K, word, jt=accept if index == 3 else 0, jf=miss)
-            program.label(miss)
-        program.add(JMP_JA, jt=f"{tag}-next-{start}")
-        program.label(accept)
-        program.add(RET_K, ACCEPT)
-        program.label(f"{tag}-next-{start}")
+
+    def compare(ip: ipaddress.IPv6Address, accept: str, name: str) -> None:
+        miss = f"{name}-miss"
+        for index, word in enumerate(struct.unpack("!4I", ip.packed)):
+            program.add(LD_W_ABS, offset + 4 * index)
+            program.add(JMP_JEQ_K, word, jt=accept if index == 3 else 0, jf=miss)
+        program.label(miss)
+
+    _in_chunks(program, ips, CHUNK // 8, tag, compare)
 
 
 def program_for(
