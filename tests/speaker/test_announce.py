@@ -5,6 +5,7 @@ interfaces that come and go."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -267,15 +268,15 @@ def test_bad_advertisements_and_interfaces_that_come_and_go(speaker_lab: Speaker
     # A bad selector: a Warning and a log line from the speakers; every other advertisement keeps working.
     apply(kubectl, BROKEN)
     try:
-        # The controller validates L2Advertisements too and posts its own InvalidConfig: wait for a speaker's.
-        wait_for(
-            "a speaker's InvalidConfig",
-            lambda: [
-                e
-                for e in events(kubectl, "broken", "metallb-system", "InvalidConfig")
-                if "Bogus" in e["message"] and e["source"]["component"] == "metallb-speaker"
-            ],
-        )
+        # The controller reports it too (it rejects the whole configuration); this is the speakers' own.
+        def from_speakers() -> list[dict[str, Any]]:
+            found = events(kubectl, "broken", namespace="metallb-system", reason="InvalidConfig")
+            return [
+                e for e in found if e["source"]["component"] == "metallb-speaker" and "Bogus" in e["message"]
+            ]
+
+        event = wait_for("the speakers' InvalidConfig event", from_speakers)[0]
+        assert event["type"] == "Warning" and "ignores it" in event["message"], event
         assert "event=invalid_l2advertisement" in speaker_lab.speakers[owner].log()
         assert one_mac(speaker_lab, ip, "with a broken advertisement around") == owner
         assert len(speaker_lab.arping("192.168.10.90")) == 1
