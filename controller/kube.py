@@ -24,7 +24,7 @@ import aiohttp
 import kubernetes.client
 import kubernetes.config
 
-from controller.listdecode import decode_list
+from k8s.listdecode import decode_list
 
 log = logging.getLogger("controller.kube")
 

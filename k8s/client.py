@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,6 +27,8 @@ from typing import Any
 import kubernetes
 import urllib3
 
+from common.errors import shorten
+from k8s.listdecode import decode_list
 from k8s.meta import JSON
 
 log = logging.getLogger("k8s.client")
@@ -38,6 +40,7 @@ JSON_TYPE = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+MAX_ERROR_MESSAGE = 1000
 
 
 class ApiError(Exception):
@@ -206,6 +209,22 @@ class Client:
         timeout: float | None = None,
     ) -> JSON:
         """Send one request; the decoded answer, or ApiError for a non-2xx one."""
+        status, text = self._send(method, path, query, body, content_type, timeout)
+        try:
+            return _decode_object(text)
+        except ValueError as exc:  # a proxy's HTML page, a truncated body: an API failure like any other
+            raise ApiError(status, "InvalidResponse", shorten(str(exc), 200)) from None
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        content_type: str,
+        timeout: float | None,
+    ) -> tuple[int, str]:
+        """(status, body text) of a 2xx answer; ApiError for any other."""
         headers = self._headers()
         data = None
         if body is not None:
@@ -219,11 +238,11 @@ class Client:
             timeout=urllib3.Timeout(total=timeout or self.timeout),
             retries=False,
         )
-        payload = response.data
-        if response.status >= 300:
-            raise api_error(response.status, payload)
-        answer: JSON = json.loads(payload) if payload else {}
-        return answer
+        status, payload = response.status, response.data
+        del response  # it holds the body too: one copy of a large page is enough
+        if status >= 300:
+            raise api_error(status, payload)
+        return status, payload.decode()
 
     def get(self, path: str, **query: Any) -> JSON:
         return self.request("GET", path, query=query)
@@ -284,13 +303,22 @@ class Client:
 
     # ---- lists and watches ----------------------------------------------------------------------------
 
-    def pages(self, path: str, *, limit: int = 500, **query: Any) -> Iterator[JSON]:
+    def pages(
+        self, path: str, *, limit: int = 500, transform: Callable[[JSON], JSON] | None = None, **query: Any
+    ) -> Iterator[JSON]:
         """Every page of a list (limit/continue), each with its metadata; the first page's resourceVersion
-        is the list's. A continue token that expired mid-list raises WatchExpired: list again."""
+        is the list's. A continue token that expired mid-list raises WatchExpired: list again.
+
+        With `transform`, each item is transformed as soon as it is decoded (k8s.listdecode): a page of large
+        objects never exists decoded as a whole, only what the transform keeps."""
         token: str | None = None
         while True:
             try:
-                page = self.get(path, limit=limit if limit > 0 else None, **{"continue": token}, **query)
+                page_query = {"limit": limit if limit > 0 else None, "continue": token, **query}
+                if transform is None:
+                    page = self.get(path, **page_query)
+                else:
+                    page = self._decoded_page(path, page_query, transform)
             except ApiError as exc:
                 if exc.status == 410 and token:
                     raise WatchExpired(exc.message) from exc
@@ -299,6 +327,15 @@ class Client:
             token = str((page.get("metadata") or {}).get("continue") or "") or None
             if token is None:
                 return
+
+    def _decoded_page(self, path: str, query: Mapping[str, Any], transform: Callable[[JSON], JSON]) -> JSON:
+        status, text = self._send("GET", path, query, None, JSON_TYPE, None)
+        try:
+            top, items = decode_list(text, transform)
+        except ValueError as exc:
+            raise ApiError(status, "InvalidResponse", shorten(str(exc), 200)) from None
+        top["items"] = items
+        return top
 
     def list(self, path: str, *, limit: int = 500, **query: Any) -> Iterator[JSON]:
         """The items of a list, page by page, so a caller never holds a whole large list."""
@@ -426,9 +463,21 @@ class Watch:
 
 
 def api_error(status: int, payload: bytes) -> ApiError:
-    """An ApiError from a response: the Status body's reason and message when there is one."""
+    """An ApiError from a response: the Status body's reason and message when there is one (cut to 1,000
+    characters: an error quoting a whole object must not flood logs and Events)."""
     try:
         body = json.loads(payload)
-        return ApiError(status, str(body.get("reason") or ""), str(body.get("message") or payload[:200]))
+        message = str(body.get("message") or payload[:200])
+        return ApiError(status, str(body.get("reason") or ""), shorten(message, MAX_ERROR_MESSAGE))
     except (ValueError, AttributeError):
         return ApiError(status, "", payload[:200].decode(errors="replace"))
+
+
+def _decode_object(text: str) -> JSON:
+    if not text:
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("the response is not a JSON object")
+    answer: JSON = value
+    return answer

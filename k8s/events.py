@@ -7,8 +7,8 @@
   - de-duplication: an Event identical to one already posted becomes a patch of that Event's count and
     lastTimestamp, instead of a new object.
 - `EventRecorder` builds the body (common.events.event_body, message cut to 1 KiB) on the caller's thread
-  and posts it from its own thread. Events are advisory: a failure is logged, never raised; a full queue
-  drops.
+  and posts it from its own thread, once `may_post()` (a leader's fence) allows it. Events are advisory: a
+  failure is logged, never raised; a full queue drops.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ AGGREGATE_INTERVAL = 600.0
 SPAM_BURST = 25
 SPAM_REFILL_SECONDS = 300.0
 CACHE_SIZE = 4096
+FENCE_POLL = 0.05
 
 
 def truncate_message(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
@@ -169,8 +170,10 @@ class EventRecorder:
         host: str | None = None,
         queue_size: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        may_post: Callable[[], bool] | None = None,
     ) -> None:
         self.client = client
+        self.may_post = may_post
         self.component = component
         self.instance = instance
         self.host = host
@@ -244,6 +247,11 @@ class EventRecorder:
                 self._queue.task_done()
 
     def _post(self, event: JSON) -> None:
+        if self.may_post is not None:
+            # A leader's fencing (k8s.leader.LeaderElector.may_write): a replica past its renew deadline posts
+            # nothing until it has renewed; if it never does, it exits first.
+            while not self.may_post():
+                time.sleep(FENCE_POLL)
         decision = self.correlator.correlate(event)
         if decision is None:
             log.debug("event=event_spam_dropped object=%s reason=%s", _name(event), event.get("reason"))

@@ -7,8 +7,7 @@
   Lease as the leader last wrote it (client-go's fast path); only when that conflicts is it read again.
 - Fencing: `may_write()` is False as soon as renew_deadline has passed since the start of the last successful
   renewal (monotonic clock), even before the renew loop notices. A leader that was paused (a stopped process,
-  a starved thread) checks it before each write and never writes late. Same semantics as the controller's
-  controller/leader.py.
+  a starved thread) checks it before each write and never writes late.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ class LeaderElector:
         lease_duration: float = 15.0,
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
+        jitter: float = JITTER_FACTOR,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # client-go's checks: the leader must be able to give up before a standby may take over, and to try
@@ -56,6 +56,7 @@ class LeaderElector:
         self.lease_duration = lease_duration
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
+        self.jitter = jitter
         self._clock = clock
         self._observed: tuple[Any, Any] | None = None
         self._observed_at = 0.0
@@ -84,8 +85,9 @@ class LeaderElector:
             if not logged:
                 log.info("event=leader_waiting lease=%s identity=%s", self._ref, self.identity)
                 logged = True
-            # Jittered as client-go's acquire loop, so standbys started together do not knock in step.
-            stop.wait(self.retry_period * (1 + random.random() * JITTER_FACTOR))
+            # Jittered as client-go's acquire loop, so standbys started together do not knock in step (0: a
+            # standby polls every retry period, for the quickest takeover).
+            stop.wait(self.retry_period * (1 + random.random() * self.jitter))
         return False
 
     def renew(self, stop: threading.Event) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -151,3 +152,18 @@ def test_truncation_counts_bytes_and_never_splits_a_character() -> None:
     cut = truncate_message("€" * 1000)
     assert len(cut.encode()) <= MAX_MESSAGE_BYTES and cut.endswith(" ...")
     assert cut[:-4] == "€" * len(cut[:-4])
+
+
+def test_nothing_is_posted_while_may_post_says_no(client: Client) -> None:
+    allowed = threading.Event()
+    recorder = EventRecorder(client, "ironlb-test", may_post=allowed.is_set)
+    try:
+        recorder.event(service("fenced"), "Normal", "Test", "held back")
+        assert not recorder.flush(0.5)
+        assert events_about(client, "default", "fenced") == []
+        allowed.set()
+        assert recorder.flush(5)
+        assert [e["message"] for e in events_about(client, "default", "fenced")] == ["held back"]
+    finally:
+        allowed.set()
+        recorder.stop()

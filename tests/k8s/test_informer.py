@@ -15,7 +15,8 @@ import pytest
 
 from k8s.client import Client
 from k8s.informer import Handlers, Informer
-from k8s.meta import JSON
+from k8s.meta import JSON, resource_version
+from k8s.store import EncodedStore
 from lab.apiserver.process import ApiServerProcess
 from tests.k8s.conftest import CMS, configmap
 
@@ -70,9 +71,9 @@ def test_lists_in_pages_watches_transforms_and_reports(
     pages: list[str | None] = []
 
     class Counting(Client):
-        def get(self, path: str, **query: Any) -> Any:
-            pages.append(query.get("continue"))
-            return super().get(path, **query)
+        def _send(self, method: str, path: str, query: Any, *args: Any) -> Any:
+            pages.append((query or {}).get("continue"))
+            return super()._send(method, path, query, *args)
 
     recorder = Recorder()
     handlers = recorder.handlers()
@@ -233,3 +234,88 @@ def test_stop_ends_an_open_watch_at_once(client: Client, cms: str) -> None:
     informer.stop()
     assert time.monotonic() - began < 3
     assert not any(t.is_alive() for t in informer._threads)
+
+
+def versioned(obj: JSON) -> JSON:
+    return {**slim(obj), "metadata": {**slim(obj)["metadata"], "resourceVersion": resource_version(obj)}}
+
+
+def test_own_writes_are_remembered_once_and_the_encoded_store_hands_out_copies(
+    client: Client, cms: str
+) -> None:
+    client.create(cms, configmap("mine", k="1"))
+    recorder = Recorder()
+    entered, release = threading.Event(), threading.Event()
+    handlers = recorder.handlers()
+
+    def on_add(obj: JSON) -> None:
+        if obj["metadata"]["name"] == "block":
+            entered.set()
+            release.wait(30)  # hold the informer thread: our write's answer comes before its watch event
+        handlers.on_add(obj)
+
+    informer = Informer(
+        client,
+        cms,
+        Handlers(on_add=on_add, on_update=handlers.on_update, on_delete=handlers.on_delete),
+        transform=versioned,
+        store=EncodedStore,
+    ).start()
+    try:
+        assert recorder.take(1) == {("add", "mine")}
+        client.create(cms, configmap("block"))
+        assert entered.wait(10)
+        written = client.merge_patch(f"{cms}/mine", {"data": {"k": "2"}})
+        assert informer.remember(written)
+        assert not informer.remember(written)  # the same version again: nothing to do
+        ns = written["metadata"]["namespace"]
+        assert informer.get(ns, "mine") == versioned(written)
+        release.set()
+        assert recorder.take(1) == {("add", "block")}
+        # The write's own watch event arrives later and is not reported: the cache had it already.
+        wait_for(lambda: informer.resource_version == resource_version(written))
+        assert recorder.quiet()
+        copy = informer.get(ns, "mine")
+        assert copy is not None
+        copy["data"]["k"] = "changed by the reader"
+        assert informer.get(ns, "mine") == versioned(written)
+        client.merge_patch(f"{cms}/mine", {"data": {"k": "3"}})  # someone else's write is reported
+        kind, new, old = recorder.next()
+        assert kind == "update" and (old or {})["data"] == {"k": "2"} and new["data"] == {"k": "3"}
+    finally:
+        release.set()
+        informer.stop()
+
+
+def test_relist_period_lists_again_and_reports_only_what_changed(client: Client, cms: str) -> None:
+    client.create(cms, configmap("steady"))
+    lists: list[float] = []
+
+    class Counting(Client):
+        def _send(self, method: str, path: str, query: Any, *args: Any) -> Any:
+            lists.append(time.monotonic())
+            return super()._send(method, path, query, *args)
+
+    counting = Counting(client.configuration)
+    recorder = Recorder()
+    informer = Informer(counting, cms, recorder.handlers(), transform=versioned, relist_period=1).start()
+    try:
+        assert recorder.take(1) == {("add", "steady")}
+        wait_for(lambda: len(lists) >= 3)  # watches only go through Client.watch: these are lists
+        assert lists[2] - lists[0] >= 1.5
+        assert recorder.quiet()
+    finally:
+        informer.stop()
+        counting.close()
+
+
+def test_a_resource_not_installed_is_empty_and_synced_with_missing_ok(client: Client) -> None:
+    path = "/apis/example.ironlb.io/v1/namespaces/default/widgets"
+    informer = Informer(client, path, missing_ok=True, backoff_max=0.2).start()
+    strict = Informer(client, path, backoff_max=0.2).start()
+    try:
+        assert informer.wait_for_sync(10) and len(informer) == 0
+        assert not strict.wait_for_sync(1)
+    finally:
+        informer.stop()
+        strict.stop()

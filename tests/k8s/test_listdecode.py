@@ -1,4 +1,4 @@
-"""Decoding a List response item by item (controller/listdecode.py): the same result as json.loads, with the
+"""Decoding a List response item by item (k8s/listdecode.py): the same result as json.loads, with the
 transform applied to each item as it is decoded."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.listdecode import ListDecodeError, decode_list
+from k8s.listdecode import ListDecodeError, decode_list
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-JSON = dict[str, Any]
+from k8s.meta import JSON
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
