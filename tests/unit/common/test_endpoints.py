@@ -158,3 +158,85 @@ def test_garbage_is_never_a_crash():
     for garbage in ({}, {"metadata": None, "endpoints": "x", "ports": 3}, {"endpoints": [None, 1, "x"]}):
         facts = slice_facts(garbage)
         assert facts.endpoints == ()
+
+
+def test_every_skipped_entry_is_reported_in_full_and_the_next_one_still_read():
+    """Each bad entry is followed by a good one: skipping must go on to the next entry, not stop."""
+    facts = slice_facts(
+        make_slice(
+            [
+                {"addresses": []},
+                {"addresses": ["10.0.0.1"]},
+                {"addresses": [7]},
+                {"addresses": ["10.0.0.2"], "zone": 3, "nodeName": 4},
+            ],
+            ports=[
+                {"name": "all", "protocol": "TCP"},
+                {"name": "a", "port": 1},
+                {"name": "flag", "protocol": "TCP", "port": True},
+                {"name": "b", "protocol": "UDP", "port": 65535},
+                {"name": "big", "protocol": "TCP", "port": 65536},
+                {"protocol": "SCTP", "port": 2},
+                {"name": "x", "protocol": "tcp", "port": 3},
+                {"name": 5, "protocol": "TCP", "port": 4},
+                {"name": "", "protocol": "TCP", "port": 5},
+            ],
+        )
+    )
+    assert [str(p) for p in facts.problems] == [
+        "endpoints[0].addresses: must list at least one address",
+        "endpoints[2].addresses[0]: 7 is not an IPv4 address",
+        "ports[0].port: unset (all ports) cannot be proxied",
+        "ports[2].port: True is not a port number (1-65535)",
+        "ports[4].port: 65536 is not a port number (1-65535)",
+        "ports[6].protocol: 'tcp' is not one of TCP, UDP, SCTP",
+        "ports[7].name: 5 is not a string",
+    ]
+    assert [(e.address, e.node_name, e.zone) for e in facts.endpoints] == [
+        ("10.0.0.1", "", ""),
+        ("10.0.0.2", "", ""),
+    ]
+    # An unset protocol is TCP and an unset name is "", as the API defaults them.
+    assert [(p.name, p.protocol, p.port) for p in facts.ports] == [
+        ("a", "TCP", 1),
+        ("b", "UDP", 65535),
+        ("", "SCTP", 2),
+        ("", "TCP", 5),
+    ]
+
+
+def test_lists_that_are_not_lists_are_reported():
+    facts = slice_facts(make_slice("x", ports={"port": 80}))  # type: ignore[arg-type]
+    assert [str(p) for p in facts.problems] == ["endpoints: must be a list", "ports: must be a list"]
+
+
+def test_fqdn_slices_keep_their_names_and_an_unknown_type_is_named():
+    facts = slice_facts(make_slice([{"addresses": ["db.example"]}], address_type="FQDN"))
+    assert [e.address for e in facts.endpoints] == ["db.example"] and facts.problems == ()
+    facts = slice_facts(make_slice([{"addresses": ["10.0.0.1"]}], address_type="ipv4"))
+    assert facts.address_type == "FQDN" and facts.endpoints == ()
+    assert [str(p) for p in facts.problems] == ["addressType: 'ipv4' is not one of IPv4, IPv6, FQDN"]
+
+
+def test_metadata_that_is_missing_or_not_text_reads_as_empty():
+    facts = slice_facts({"addressType": "IPv4", "endpoints": []})
+    assert (facts.namespace, facts.name, facts.service, facts.trigger_time) == ("", "", "", "")
+    odd = make_slice([], service="web", annotations={"endpoints.kubernetes.io/last-change-trigger-time": 5})
+    odd["metadata"]["labels"]["kubernetes.io/service-name"] = ["web"]
+    facts = slice_facts(odd)
+    assert (facts.namespace, facts.name, facts.service, facts.trigger_time) == ("default", "web-abc", "", "")
+
+
+def test_a_slice_without_a_namespace_keys_to_the_empty_namespace():
+    assert slice_service_key({"metadata": {"labels": {"kubernetes.io/service-name": "web"}}}) == "/web"
+
+
+def test_can_serve_is_a_bool():
+    assert can_serve({"ready": False}) is False
+    assert can_serve({"ready": False, "serving": True}) is True
+
+
+def test_a_slice_without_addresses_does_not_stop_the_fold():
+    facts = serving_endpoints([endpoint_slice("FQDN", ep("node9", addr="a.example")),
+                               endpoint_slice("IPv4", ep("node1", ready=False), ep("node2"))])  # fmt: skip
+    assert facts.nodes(4) == {"node2"}
