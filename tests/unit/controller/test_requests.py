@@ -257,3 +257,98 @@ def test_holding_request_reads_what_it_can() -> None:
     # Sharing needs the ports: without them the IP is held unshared.
     bad_ports = service({"metallb.io/allow-shared-ip": "k"}, ports=[{"port": "eighty"}])
     assert holding_request(bad_ports, {}, ips[:1]).sharing_key is None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            service(ipFamilyPolicy="Sometimes"),
+            "spec.ipFamilyPolicy: unknown policy 'Sometimes': must be one of SingleStack, PreferDualStack, "
+            "RequireDualStack",
+        ),
+        (service(ipFamilies="IPv4"), "spec.ipFamilies: must be a list"),
+        (service(ipFamilies=["IPv5"]), "spec.ipFamilies[0]: unknown family 'IPv5': must be IPv4 or IPv6"),
+        (service(ports="80"), "spec.ports: must be a list"),
+        (service(ports=[{"port": True}]), "spec.ports[0].port: must be an integer 1-65535, got True"),
+        (service(ports=[{"port": 65536}]), "spec.ports[0].port: must be an integer 1-65535, got 65536"),
+        (
+            service(ports=[{"port": 80, "protocol": "sctp"}]),
+            "spec.ports[0].protocol: unknown protocol 'sctp'",
+        ),
+        (
+            service(externalTrafficPolicy="Global"),
+            "spec.externalTrafficPolicy: must be Cluster or Local, got 'Global'",
+        ),
+        (service(loadBalancerIP=5), "spec.loadBalancerIP: must be a string, got 5"),
+        (service(selector="app=web"), "spec.selector: must be a mapping"),
+        (
+            service({"metallb.io/address-pool": 5}),
+            "metadata.annotations[metallb.io/address-pool]: must be a string, got 5",
+        ),
+        (
+            service(
+                {"metallb.io/loadBalancerIPs": "10.0.0.1", "metallb.universe.tf/loadBalancerIPs": "10.0.0.2"}
+            ),
+            'metadata.annotations[metallb.io/loadBalancerIPs]: "10.0.0.1" conflicts with '
+            'metallb.universe.tf/loadBalancerIPs "10.0.0.2"; set only one',
+        ),
+        (
+            service({"metallb.io/allow-shared-ip": "a", "metallb.universe.tf/allow-shared-ip": "b"}),
+            "metadata.annotations[metallb.io/allow-shared-ip]: conflicts with "
+            "metallb.universe.tf/allow-shared-ip; set only one",
+        ),
+        (
+            service({"metallb.io/loadBalancerIPs": "10.0.0.8"}, loadBalancerIP="10.0.0.9"),
+            'spec.loadBalancerIP: "10.0.0.9" conflicts with metallb.io/loadBalancerIPs "10.0.0.8"; '
+            "set only one",
+        ),
+        (
+            service({"metallb.io/loadBalancerIPs": "10.0.0.1"}, ipFamilyPolicy="RequireDualStack"),
+            "metadata.annotations[metallb.io/loadBalancerIPs]: requested 10.0.0.1 does not match the "
+            "Service's IP families IPv4/IPv6",
+        ),
+        (
+            service({"metallb.io/loadBalancerIPs": "10.0.0.1,fd00::1"}),
+            "metadata.annotations[metallb.io/loadBalancerIPs]: requested 10.0.0.1, fd00::1 does not match "
+            "the Service's IP families IPv4",
+        ),
+        (
+            service(loadBalancerIP="fd00::1"),
+            "spec.loadBalancerIP: requested fd00::1 does not match the Service's IP families IPv4",
+        ),
+    ],
+)
+def test_request_errors_in_full(body: dict[str, Any], expected: str) -> None:
+    """The whole message: the field it names and the words are what a user reads in the event."""
+    assert request_error(body) == expected
+
+
+def test_labels_that_are_not_a_mapping_are_named() -> None:
+    body = service()
+    body["metadata"]["labels"] = ["app"]
+    assert request_error(body) == "metadata.labels: must be a mapping"
+
+
+def test_the_longest_allowed_annotation_and_sctp_are_accepted() -> None:
+    request = parse_service(
+        service(
+            {"metallb.io/address-pool": "p" * MAX_ANNOTATION_VALUE}, ports=[{"port": 9, "protocol": "SCTP"}]
+        ),
+        {},
+    )
+    assert request.pool == "p" * MAX_ANNOTATION_VALUE and request.ports == ((9, "SCTP"),)
+
+
+def test_require_dual_stack_listing_ipv4_adds_ipv6() -> None:
+    request = parse_service(service(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv4"]), {})
+    assert (request.families, request.require_all_families) == ((4, 6), True)
+
+
+def test_missing_namespace_and_name() -> None:
+    body = service()
+    del body["metadata"]["namespace"], body["metadata"]["name"]
+    request = parse_service(body, {})
+    assert (request.key, request.namespace) == ("default/", "default")
+    held = holding_request(body, {}, (V4("10.0.0.1"),))
+    assert (held.key, held.namespace) == ("default/", "default")
