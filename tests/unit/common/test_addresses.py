@@ -54,3 +54,22 @@ def test_cidr() -> None:
 def test_rejected_cidrs(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse_cidr(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("10.0.0.0", "expected address/prefix-length"),
+        ("10.0.0.0/24/24", 'prefix length must be a number, got "24/24"'),
+        ("10.0.0.0/ 24", "contains whitespace"),
+    ],
+)
+def test_rejected_cidrs_in_full(text: str, problem: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_cidr(text)
+    assert str(info.value) == problem
+
+
+def test_an_ipv6_address_without_a_zone_or_ipv4_inside_is_fine() -> None:
+    assert parse_ip("fd00::a") == ipaddress.IPv6Address("fd00::a")
+    assert parse_cidr("fd00::/64") == ipaddress.IPv6Interface("fd00::/64")

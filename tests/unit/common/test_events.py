@@ -1,4 +1,7 @@
 import datetime
+import time
+
+import pytest
 
 from common.events import event_body
 
@@ -46,9 +49,7 @@ def test_kind_and_api_version_of_the_object_win_over_defaults():
 
 
 def test_whole_event_body_with_only_the_required_arguments():
-    body = event_body(
-        {"metadata": {}}, event_type="Normal", reason="R", message="m", component="c", now=NOW
-    )
+    body = event_body({"metadata": {}}, event_type="Normal", reason="R", message="m", component="c", now=NOW)
     assert body == {
         "apiVersion": "v1",
         "kind": "Event",
@@ -79,3 +80,25 @@ def test_event_times_are_utc_whatever_the_callers_zone():
     )
     assert body["firstTimestamp"] == "2026-11-27T12:00:05Z"
     assert body["involvedObject"]["apiVersion"] == "v9" and body["involvedObject"]["kind"] == "Node"
+
+
+def test_event_times_are_utc_whatever_the_machines_zone(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        local = datetime.datetime(
+            2026, 11, 27, 14, 0, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+        )
+        body = event_body(
+            {"metadata": {}}, event_type="Normal", reason="R", message="m", component="c", now=local
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert body["firstTimestamp"] == "2026-11-27T12:00:05Z"
+
+
+def test_the_objects_own_api_version_wins():
+    pool = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "p"}}
+    body = event_body(pool, event_type="Warning", reason="R", message="m", component="c", now=NOW)
+    assert body["involvedObject"]["apiVersion"] == "metallb.io/v1beta1"

@@ -127,3 +127,19 @@ def test_projection_of_a_service_that_is_not_a_load_balancer() -> None:
     assert projected["spec"] == {"type": "ClusterIP"}
     assert assigned_ips(projected) == (V4("192.0.2.1"),)
     assert project_service({}) == {"metadata": {}, "spec": {}}
+
+
+def test_projection_of_odd_values() -> None:
+    """A ClusterIP Service keeps its loadBalancerClass; a Cluster-policy one drops its selector; annotation
+    values that are not text are kept as they are (parse_service names them); ingress entries without an IP
+    are left out."""
+    odd = service(loadBalancerClass="x", selector={"app": "web"}, externalTrafficPolicy="Cluster")
+    odd["metadata"]["annotations"] = {"metallb.io/address-pool": 5}
+    odd["status"] = {"loadBalancer": {"ingress": ["ip", {"hostname": "h"}, {"ip": "192.0.2.9"}]}}
+    assert project_service(odd) == {
+        "metadata": {"name": "web", "namespace": "shop", "annotations": {"metallb.io/address-pool": 5}},
+        "spec": {"type": "LoadBalancer", "loadBalancerClass": "x", "externalTrafficPolicy": "Cluster"},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}]}},
+    }
+    cluster_ip = {"spec": {"type": "ClusterIP", "loadBalancerClass": "x", "selector": {"app": "web"}}}
+    assert project_service(cluster_ip)["spec"] == {"type": "ClusterIP", "loadBalancerClass": "x"}
