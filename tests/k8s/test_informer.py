@@ -152,8 +152,11 @@ def test_an_expired_watch_relists_and_reports_what_changed_meanwhile(
         with caplog.at_level(logging.INFO, logger="k8s.informer"):
             client.create(CMS, configmap("block"))
             assert entered.wait(10)
-            # Let the server end this watch (timeoutSeconds=1), so what follows is not in its stream.
-            time.sleep(2.0)
+            # Wait until the server has ended the informer's watch (timeoutSeconds=1), so that what follows
+            # is not in its stream: a watch opened now with the same timeout ends after it, since the server
+            # runs both on one event loop and its timers fire in deadline order.
+            version = client.get(CMS)["metadata"]["resourceVersion"]
+            assert list(client.watch(CMS, version, timeout_seconds=1, bookmarks=False)) == []
             client.delete(f"{CMS}/gone")
             client.merge_patch(f"{CMS}/changes", {"data": {"k": "v"}})
             for i in range(6):  # more writes than the server keeps: the informer's version expires
@@ -229,7 +232,7 @@ async def test_handlers_can_deliver_to_an_asyncio_loop(client: Client, cms: str)
 def test_stop_ends_an_open_watch_at_once(client: Client, cms: str) -> None:
     informer = Informer(client, cms, watch_timeout=300).start()
     assert informer.wait_for_sync(10)
-    time.sleep(0.2)  # let the watch open
+    wait_for(lambda: informer._watch is not None)  # the watch is open
     began = time.monotonic()
     informer.stop()
     assert time.monotonic() - began < 3
