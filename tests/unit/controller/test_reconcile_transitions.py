@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from controller.allocator import Allocator, Assignment
-from controller.reconcile import Outcome, reconcile_service
+from controller.reconcile import UNCHANGED, Outcome, reconcile_service
 from tests.unit.controller.helpers import config, ip, pool
 from tests.unit.controller.helpers import lb_service as svc
 
@@ -133,3 +133,38 @@ def test_withdrawal_then_a_new_ip() -> None:
         ("IPAllocated", 'Assigned IP ["10.0.0.0"]'),
     ]
     assert outcome.ingress == [{"ip": "10.0.0.0", "ipMode": "VIP"}]
+
+
+# ---- issue 9: decisions a mutation run showed untested ---------------------------------------------------
+
+
+def test_a_family_mismatch_after_a_withdrawal_is_cleared_once() -> None:
+    """The config change already announced the clearing (ClearAssignment with the withdrawn IP): the failed
+    request that follows must not announce it again."""
+    allocator = allocator_holding()
+    allocator.release(KEY)  # what set_config did: 10.0.0.0 is withdrawn
+    mismatch = svc(ingress=["10.0.0.0"], annotations={"metallb.io/loadBalancerIPs": "fd00::1"})
+    outcome = reconcile_service(KEY, mismatch, {}, allocator, None, withdrawn=[ip("10.0.0.0")])
+    assert [reason for reason, _ in events(outcome)] == ["ClearAssignment", "AllocationFailed"]
+    assert outcome.ingress == []
+
+
+def test_a_malformed_request_keeps_the_pool_annotation_of_the_ip_it_holds() -> None:
+    allocator = allocator_holding()
+    body = svc(
+        ingress=["10.0.0.3"],
+        annotations={"metallb.io/loadBalancerIPs": "nope", "metallb.io/ip-allocated-from-pool": "a"},
+    )
+    outcome = reconcile_service(KEY, body, {}, allocator, None)
+    assert outcome.ingress == [{"ip": "10.0.0.0", "ipMode": "VIP"}]  # back to what it holds
+    assert outcome.pool_annotation is UNCHANGED
+
+
+def test_a_controller_with_a_class_serves_only_that_class() -> None:
+    allocator = Allocator(config(pool("a", "10.0.0.0/30")))
+    outcome = reconcile_service(KEY, svc(), {}, allocator, "example.com/ours")
+    assert outcome.assignment is None and outcome.events == [] and allocator.assignments() == {}
+    ours = reconcile_service(
+        KEY, svc(loadBalancerClass="example.com/ours"), {}, allocator, "example.com/ours"
+    )
+    assert ours.assignment == Assignment(KEY, (ip("10.0.0.0"),), "a")

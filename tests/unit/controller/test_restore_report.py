@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.pools import ServiceAllocation
+from common.selectors import parse_label_selector
 from controller.allocator import Allocator
 from controller.reconcile import Restored, creation_order, restore_assignments
 from controller.requests import ServiceRequest, holding_request
@@ -178,3 +180,12 @@ def test_holding_request_without_readable_sharing_rules_holds_unshared() -> None
     bad_labels = {"metadata": {"name": "c", "labels": ["x"]}, "spec": {"externalTrafficPolicy": "Local"}}
     request = holding_request(bad_labels, {}, (ip("10.0.0.1"),))
     assert (request.labels, request.external_traffic_policy) == ((), "Local")
+
+
+def test_a_pool_admitting_by_namespace_labels_is_judged_with_the_services_namespace_labels() -> None:
+    team_x = ServiceAllocation(
+        namespace_selectors=(parse_label_selector({"matchLabels": {"team": "x"}}, "s"),)
+    )
+    alloc = Allocator(config(pool("x-only", "10.0.0.0/29", service_allocation=team_x)))
+    report = restore_assignments(alloc, [svc("web", ("10.0.0.3",))], LABELS, None)
+    assert report == [Restored("ns/web", (ip("10.0.0.3"),), held=True, exact=True)]
