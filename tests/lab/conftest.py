@@ -2,7 +2,9 @@
 
 Every lab a test builds is a copy of a shipped topology with its own name, prefix `ilbt<4 hex>` and mgmt
 subnets, and a state root under tmp_path, so tests never touch a lab someone runs by hand and two tests' labs
-never collide. `lab_factory` tears every lab it made down in `finally`, whatever the test did.
+never collide. `lab_factory` tears every lab it made down in `finally`, whatever the test did. A test that
+asks for a cluster gets, when IRONLB_TEST_CONTAINERLAB is set, the topology deployed with containerlab
+instead (tests/lab/deployed.py, docs/containerlab.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from lab import network
 from lab.runner import Lab
 from lab.supervisor import find_marked_processes
 from lab.topology import load_topology
+from tests.lab.deployed import deployed_lab
 
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGIES = REPO / "lab" / "topologies"
@@ -99,6 +102,10 @@ class LabFactory:
         return lab
 
     def up(self, base: str = "default", network_only: bool = True, timeout: float = 60) -> Lab:
+        """A lab built from a copy of `base`; or, for a cluster, the containerlab deployment that
+        IRONLB_TEST_CONTAINERLAB names (tests/lab/deployed.py), which this factory never tears down."""
+        if not network_only and (deployed := deployed_lab()) is not None:
+            return deployed
         lab = self.make(base)
         lab.up(network_only=network_only, timeout=timeout)
         return lab
