@@ -47,6 +47,7 @@ LEASE_SECONDS = 40
 RESYNC_EVERY = 30.0
 READY_WAIT = 5.0
 RETRY_AFTER = 5.0
+LEASE_RETRY = 1.0  # seconds before a failed Lease renewal is tried again
 
 
 @dataclass
@@ -141,8 +142,9 @@ class Kubelet:
             for ending in [k for k, until in self.terminating.items() if until <= now]:
                 self.queue.put(ending)
             if now >= next_lease:
-                self.renew_lease()
-                next_lease = now + self.lease_renew
+                # A failed renewal (the API server down) is retried within a second, so the node's
+                # heartbeat resumes as soon as the API is back, not a renew period later.
+                next_lease = now + (self.lease_renew if self.renew_lease() else LEASE_RETRY)
             if now >= next_status:
                 self._guard(self.post_node_status, "node_status")
                 next_status = now + self.node_status_every
@@ -235,7 +237,7 @@ class Kubelet:
         )
         self.kube.merge_patch(path + "/status", {"status": status})
 
-    def renew_lease(self) -> None:
+    def renew_lease(self) -> bool:
         path = resource_path("coordination.k8s.io/v1", "leases", "kube-node-lease", self.node)
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
         try:
@@ -259,6 +261,8 @@ class Kubelet:
                 self.kube.merge_patch(path, {"spec": {"holderIdentity": self.node, "renewTime": now}})
         except Exception as exc:
             log.warning("event=lease_failed node=%s error=%r", self.node, exc)
+            return False
+        return True
 
     # ---- pods --------------------------------------------------------------------------------------
 

@@ -278,19 +278,7 @@ class Lab:
         self.paths.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = _child_env(self.paths.tmp_dir)
         gateway = str(self.plan.mgmt_gateway4.ip)
-        api_argv = [
-            sys.executable, "-m", "lab.apiserver",
-            "--port", "0",
-            "--data-dir", str(self.paths.apiserver_dir),
-            "--kubeconfig-out", str(self.paths.kubeconfig),
-            "--bind-address", "127.0.0.1",
-            "--bind-address", gateway,
-            "--tls-san", gateway,
-            # The lab's nodes and pods are dual-stack, so its Service network is too.
-            "--service-cluster-ip-range", SERVICE_CIDR,
-            "--service-cluster-ip-range-v6", SERVICE_CIDR6,
-        ]  # fmt: skip
-        pid = self.supervisor.start("apiserver", api_argv, env=env)
+        pid = self.supervisor.start("apiserver", self._apiserver_argv(0), env=env)
         ready = self.supervisor.wait_for_line("apiserver", pid, _READY_RE, timeout=min(timeout, 30.0))
         url = ready.group("url")
         port = url.rsplit(":", 1)[1].rstrip("/")
@@ -333,6 +321,43 @@ class Lab:
                     return
                 time.sleep(0.2)
         raise LabError(f"nodes not Ready after {timeout:.0f}s: {', '.join(sorted(map(str, not_ready)))}")
+
+    # ------------------------------------------------------------------------------------------ API outage
+
+    def _apiserver_argv(self, port: int) -> list[str]:
+        gateway = str(self.plan.mgmt_gateway4.ip)
+        return [
+            sys.executable, "-m", "lab.apiserver",
+            "--port", str(port),
+            "--data-dir", str(self.paths.apiserver_dir),
+            "--kubeconfig-out", str(self.paths.kubeconfig),
+            "--bind-address", "127.0.0.1",
+            "--bind-address", gateway,
+            "--tls-san", gateway,
+            # The lab's nodes and pods are dual-stack, so its Service network is too.
+            "--service-cluster-ip-range", SERVICE_CIDR,
+            "--service-cluster-ip-range-v6", SERVICE_CIDR6,
+        ]  # fmt: skip
+
+    def stop_apiserver(self, grace: float = 8.0) -> None:
+        """Stop the API server alone (a control-plane outage); everything else keeps running."""
+        for rec in self.supervisor.recorded():
+            if rec.name == "apiserver":
+                signal_and_wait([rec.pid], grace)
+        (self.supervisor.pid_dir / "apiserver.pid").unlink(missing_ok=True)
+        self.supervisor.reap()
+
+    def start_apiserver(self, timeout: float = 30.0) -> None:
+        """Bring a stopped API server back as it was: same port, data dir, certificates and tokens, so every
+        client's kubeconfig still holds."""
+        url = str((self.read_state() or {}).get("api_url") or "")
+        if not url:
+            raise LabError(f"lab {self.plan.name} has no API server to restart")
+        port = int(url.rsplit(":", 1)[1].rstrip("/"))
+        log_size = self.supervisor.log_path("apiserver").stat().st_size
+        env = _child_env(self.paths.tmp_dir)
+        pid = self.supervisor.start("apiserver", self._apiserver_argv(port), env=env)
+        self.supervisor.wait_for_line("apiserver", pid, _READY_RE, timeout, since=log_size)
 
     # ------------------------------------------------------------------------------------------------- down
 

@@ -164,12 +164,15 @@ class Supervisor:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_for_line(self, name: str, pid: int, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
-        """Wait until the process's log has a line matching `pattern`; fail early if the process exits."""
+    def wait_for_line(
+        self, name: str, pid: int, pattern: re.Pattern[str], timeout: float, since: int = 0
+    ) -> re.Match[str]:
+        """Wait until the process's log (after byte `since`: a restart appends) has a line matching `pattern`;
+        fail early if the process exits."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                text = self.log_path(name).read_text(errors="replace")
+                text = self.log_path(name).read_bytes()[since:].decode(errors="replace")
             except OSError:
                 text = ""
             for line in text.splitlines():

@@ -52,7 +52,7 @@ def node_fingerprint(node: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 class ControllerManager:
-    def __init__(self, kube: Client, node_grace_seconds: float = 40.0) -> None:
+    def __init__(self, kube: Client, node_grace_seconds: float = 50.0) -> None:
         self.kube = kube
         self.resync_seconds = min(RESYNC_SECONDS, max(node_grace_seconds / 2, 0.5))
         self.wake = threading.Event()
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--node-monitor-grace-period",
         type=float,
-        default=40.0,
+        default=50.0,  # kube-controller-manager's default since Kubernetes 1.32 (40 s before)
         metavar="SECONDS",
         help="a node whose kubelet is silent this long becomes NotReady (Unknown)",
     )
