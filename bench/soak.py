@@ -51,6 +51,7 @@ class Stats:
     requests: int
     failed: int
     longest_gap: float
+    slowest: float  # the longest a request took that was answered
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -94,24 +95,26 @@ def window_stats(requests: Sequence[Request], window: Window) -> Stats:
         requests=len(inside),
         failed=sum(not r.ok for r in inside),
         longest_gap=max(overlapping, default=0.0),
+        slowest=max((r.seconds for r in inside if r.ok), default=0.0),
         errors=dict(Counter(r.error for r in inside if not r.ok)),
     )
 
 
 def overall(requests: Sequence[Request]) -> Stats:
     if not requests:
-        return Stats("whole run", 0.0, 0, 0, math.inf)
+        return Stats("whole run", 0.0, 0, 0, math.inf, 0.0)
     return window_stats(requests, Window("whole run", requests[0].t, max(r.end for r in requests)))
 
 
 def markdown_table(rows: Sequence[Stats]) -> str:
     out = [
-        "| window | seconds | requests | failed | longest gap (s) | errors |",
-        "|---|---|---|---|---|---|",
+        "| window | seconds | requests | failed | longest gap (s) | slowest answer (s) | errors |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in rows:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "-"
         out.append(
-            f"| {s.name} | {s.seconds:.1f} | {s.requests} | {s.failed} | {s.longest_gap:.2f} | {errors} |"
+            f"| {s.name} | {s.seconds:.1f} | {s.requests} | {s.failed} | {s.longest_gap:.2f} "
+            f"| {s.slowest:.2f} | {errors} |"
         )
     return "\n".join(out)

@@ -37,6 +37,7 @@ def test_answers_that_come_late_are_a_gap_though_nothing_failed() -> None:
     stats = overall(requests)
     assert stats.failed == 0
     assert abs(stats.longest_gap - 0.8) < 1e-9
+    assert abs(stats.slowest - 0.7) < 1e-9
 
 
 def test_failures_at_the_edges_count_up_to_the_first_and_last_request() -> None:
@@ -69,4 +70,4 @@ def test_parse_log_sorts_by_start_and_names_the_pod() -> None:
 
 def test_markdown_table_has_a_row_per_window() -> None:
     table = markdown_table([overall(run("..x.."))])
-    assert table.splitlines()[2] == "| whole run | 0.4 | 5 | 1 | 0.20 | timeout 1 |"
+    assert table.splitlines()[2] == "| whole run | 0.4 | 5 | 1 | 0.20 | 0.00 | timeout 1 |"
