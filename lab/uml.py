@@ -57,6 +57,7 @@ __all__ = [
     "PROJECT_ROOT",
     "UmlCrash",
     "UmlError",
+    "UmlGuest",
     "UmlResult",
     "UmlTimeout",
     "guest_pytest_argv",
@@ -70,6 +71,7 @@ UML_KERNEL = Path("/usr/bin/linux.uml")
 INIT_SCRIPT = Path(__file__).with_name("uml_init.sh")
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_MEM = "512M"
+MEMORY_DIR = Path("/dev/shm")
 # CLI exit codes for failures of the guest itself (as coreutils' timeout and env use them).
 EXIT_TIMEOUT = 124
 EXIT_GUEST_FAILURE = 125
@@ -113,6 +115,23 @@ def _venv_bins() -> list[str]:
     return bins
 
 
+def _kernel_environment() -> dict[str, str]:
+    """linux.uml's own environment: its guest memory is a file it makes in TMPDIR, and on a disk (a test's
+    temp dir) every page the guest touches costs; /dev/shm keeps it in memory (deleted as it is made)."""
+    env = dict(os.environ)
+    if _is_tmpfs(MEMORY_DIR):
+        env["TMPDIR"] = str(MEMORY_DIR)
+    return env
+
+
+def _is_tmpfs(path: Path) -> bool:
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split()[1:3] == [str(path), "tmpfs"] for line in mounts if len(line.split()) >= 3)
+
+
 def _no_core_dumps() -> None:
     # A guest panic aborts linux.uml; its core would be as big as the guest's memory.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -140,6 +159,7 @@ def run_in_uml(
     stream: bool = False,
     inherit_env: bool = True,
     tmp_root: str | os.PathLike[str] | None = None,
+    kernel_args: Sequence[str] = (),
 ) -> UmlResult:
     """Boot a guest, run argv in it (cwd, caller's env + `env`), power off; return its exit code and output.
 
@@ -147,101 +167,180 @@ def run_in_uml(
     `tmp_root` is where the job's temp dir is made (default: the system temp dir); it is always removed.
     Raises UmlTimeout or UmlCrash when the guest does not deliver an exit code.
     """
-    if not UML_KERNEL.exists():
-        raise UmlError(f"{UML_KERNEL} not found: install the user-mode-linux package (scripts/install.sh)")
     if timeout <= 0:
         raise ValueError(f"timeout: {timeout} must be positive")
-    workdir = str(Path(cwd).resolve()) if cwd is not None else str(Path.cwd())
-    if not Path(workdir).is_dir():
-        raise ValueError(f"cwd: {workdir} is not a directory")
-
-    job = Path(tempfile.mkdtemp(prefix="ironlb-uml-", dir=tmp_root)).resolve()
+    guest = UmlGuest(
+        argv, env, cwd=cwd, mem=mem, stream=stream, inherit_env=inherit_env, tmp_root=tmp_root,
+        kernel_args=kernel_args,
+    )  # fmt: skip
+    guest.start()
     try:
-        return _run_job(job, list(argv), timeout, env or {}, workdir, mem, stream, inherit_env)
+        return guest.wait(timeout)
     finally:
-        shutil.rmtree(job, ignore_errors=True)
+        guest.close()
 
 
-def _run_job(
-    job: Path,
-    argv: list[str],
-    timeout: float,
-    env: Mapping[str, str],
-    workdir: str,
-    mem: str,
-    stream: bool,
-    inherit_env: bool,
-) -> UmlResult:
-    uml_dir = job / "uml"
-    guest_tmp = job / "tmp"
-    uml_dir.mkdir()
-    guest_tmp.mkdir()
-    # A private copy with a known mode: the init must be executable whatever the checkout did to file modes.
-    init = job / "init.sh"
-    shutil.copyfile(INIT_SCRIPT, init)
-    init.chmod(0o755)
-    guest_env = guest_environment(
-        os.environ if inherit_env else {}, env, venv_bins=_venv_bins(), tmpdir=str(guest_tmp)
-    )
-    (job / "job.sh").write_text(render_job_script(argv, guest_env, workdir))
-    umid = f"ironlb-{secrets.token_hex(4)}"
-    cmdline = kernel_command_line(mem=mem, uml_dir=uml_dir, umid=umid, init=init, job_dir=job)
+class UmlGuest:
+    """One guest kernel running one command, started and then waited for (or stopped) by the caller: for
+    jobs that the host talks to while they run (lab.uml_lab's guest network). Its job dir goes with close().
+    """
 
-    console_path = job / "console.log"
-    tails = [
-        _Tail(job / "stdout", sys.stdout.buffer if stream else None),
-        _Tail(job / "stderr", sys.stderr.buffer if stream else None),
-    ]
-    started = time.monotonic()
-    deadline = started + timeout
-    with console_path.open("wb") as console_file:
-        proc = subprocess.Popen(
-            [str(UML_KERNEL), *cmdline],
-            stdin=subprocess.DEVNULL,
-            stdout=console_file,
-            stderr=subprocess.STDOUT,
-            cwd=job,
-            start_new_session=True,
-            preexec_fn=_no_core_dumps,
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        mem: str = DEFAULT_MEM,
+        stream: bool = False,
+        inherit_env: bool = True,
+        tmp_root: str | os.PathLike[str] | None = None,
+        kernel_args: Sequence[str] = (),
+    ) -> None:
+        if not UML_KERNEL.exists():
+            raise UmlError(
+                f"{UML_KERNEL} not found: install the user-mode-linux package (scripts/install.sh)"
+            )
+        self.workdir = str(Path(cwd).resolve()) if cwd is not None else str(Path.cwd())
+        if not Path(self.workdir).is_dir():
+            raise ValueError(f"cwd: {self.workdir} is not a directory")
+        self.argv = list(argv)
+        self.env = dict(env or {})
+        self.mem = mem
+        self.stream = stream
+        self.inherit_env = inherit_env
+        self.tmp_root = tmp_root
+        self.kernel_args = list(kernel_args)
+        self.job: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.tails: list[_Tail] = []
+        self.started = 0.0
+        self.status: int | None = None
+
+    def start(self) -> None:
+        self.job = Path(tempfile.mkdtemp(prefix="ironlb-uml-", dir=self.tmp_root)).resolve()
+        try:
+            self._boot(self.job)
+        except BaseException:
+            self.close()
+            raise
+
+    def _boot(self, job: Path) -> None:
+        uml_dir = job / "uml"
+        guest_tmp = job / "tmp"
+        uml_dir.mkdir()
+        guest_tmp.mkdir()
+        # A private copy with a known mode: the init must be executable whatever the checkout did to modes.
+        init = job / "init.sh"
+        shutil.copyfile(INIT_SCRIPT, init)
+        init.chmod(0o755)
+        guest_env = guest_environment(
+            os.environ if self.inherit_env else {}, self.env, venv_bins=_venv_bins(), tmpdir=str(guest_tmp)
         )
-    log.info("uml boot pid=%d umid=%s job=%s argv=%s", proc.pid, umid, job, shlex.join(argv))
-    timed_out = False
-    try:
-        while True:
-            for tail in tails:
-                tail.pump()
-            # WNOWAIT leaves linux.uml a zombie, so its process group id cannot be reused before we kill it.
-            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                break
-            if time.monotonic() >= deadline:
-                timed_out = True
-                break
-            time.sleep(0.05)
-    finally:
+        (job / "job.sh").write_text(render_job_script(self.argv, guest_env, self.workdir))
+        umid = f"ironlb-{secrets.token_hex(4)}"
+        cmdline = kernel_command_line(
+            mem=self.mem, uml_dir=uml_dir, umid=umid, init=init, job_dir=job, extra=self.kernel_args
+        )
+        self.tails = [
+            _Tail(job / "stdout", sys.stdout.buffer if self.stream else None),
+            _Tail(job / "stderr", sys.stderr.buffer if self.stream else None),
+        ]
+        self.started = time.monotonic()
+        with (job / "console.log").open("wb") as console_file:
+            self.proc = subprocess.Popen(
+                [str(UML_KERNEL), *cmdline],
+                env=_kernel_environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=console_file,
+                stderr=subprocess.STDOUT,
+                cwd=job,
+                start_new_session=True,
+                preexec_fn=_no_core_dumps,
+            )
+        log.info("uml boot pid=%d umid=%s job=%s argv=%s", self.proc.pid, umid, job, shlex.join(self.argv))
+
+    def running(self) -> bool:
+        """Pump the output files; whether linux.uml still runs."""
+        assert self.proc is not None, "start() first"
+        for tail in self.tails:
+            tail.pump()
+        # WNOWAIT leaves linux.uml a zombie, so its process group id cannot be reused before we kill it.
+        return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+
+    def wait(self, timeout: float) -> UmlResult:
+        """Until the guest powers off or `timeout` passes (then it is killed): its exit code and output."""
+        assert self.proc is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        timed_out = False
+        try:
+            while self.running():
+                if time.monotonic() >= deadline:
+                    timed_out = True
+                    break
+                time.sleep(0.05)
+        finally:
+            self._stop()
+        return self._result(timed_out, timeout)
+
+    def stop(self) -> None:
+        """Kill the guest now (its processes with it), whatever it is doing."""
+        if self.proc is not None and self.status is None:
+            self._stop()
+
+    def _stop(self) -> None:
+        assert self.proc is not None
         # The guest's processes are host processes in linux.uml's group: kill them all, then reap the leader.
-        _kill_group(proc.pid)
-        status = proc.wait()
-    for tail in tails:
-        tail.pump()
-    stdout, stderr = tails[0].text(), tails[1].text()
-    console = console_path.read_text(errors="replace")
-    elapsed = time.monotonic() - started
-    log.info("uml exit pid=%d status=%d seconds=%.1f timed_out=%s", proc.pid, status, elapsed, timed_out)
-    if timed_out:
-        raise UmlTimeout(
-            f"guest timed out after {timeout:g}s running {shlex.join(argv)}; "
-            f"linux.uml pid {proc.pid} and its processes killed\n"
-            f"{console_tail(console)}",
-            stdout=stdout,
-            stderr=stderr,
-            console=console,
+        _kill_group(self.proc.pid)
+        self.status = self.proc.wait()
+        for tail in self.tails:
+            tail.pump()
+        log.info(
+            "uml exit pid=%d status=%d seconds=%.1f",
+            self.proc.pid,
+            self.status,
+            time.monotonic() - self.started,
         )
-    try:
-        code = judge(status, _read_optional(job / "exitcode"), console)
-    except UmlCrash as crash:
-        crash.stdout, crash.stderr = stdout, stderr
-        raise
-    return UmlResult(returncode=code, stdout=stdout, stderr=stderr, console=console)
+
+    @property
+    def output(self) -> tuple[str, str, str]:
+        """stdout, stderr and console so far."""
+        console = _read_optional(self.job / "console.log") if self.job is not None else None
+        return self.tails[0].text(), self.tails[1].text(), console or ""
+
+    def _result(self, timed_out: bool, timeout: float) -> UmlResult:
+        assert self.proc is not None and self.job is not None and self.status is not None
+        stdout, stderr, console = self.output
+        if timed_out:
+            raise UmlTimeout(
+                f"guest timed out after {timeout:g}s running {shlex.join(self.argv)}; "
+                f"linux.uml pid {self.proc.pid} and its processes killed\n"
+                f"{console_tail(console)}",
+                stdout=stdout,
+                stderr=stderr,
+                console=console,
+            )
+        try:
+            code = judge(self.status, _read_optional(self.job / "exitcode"), console)
+        except UmlCrash as crash:
+            crash.stdout, crash.stderr = stdout, stderr
+            raise
+        return UmlResult(returncode=code, stdout=stdout, stderr=stderr, console=console)
+
+    def close(self) -> None:
+        """Kill the guest if it still runs and remove its job dir."""
+        try:
+            self.stop()
+        finally:
+            if self.job is not None:
+                shutil.rmtree(self.job, ignore_errors=True)
+
+    def __enter__(self) -> UmlGuest:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ------------------------------------------------------------------------------------------------------------

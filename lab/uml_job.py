@@ -58,14 +58,20 @@ class UmlTimeout(UmlError):
     """The guest ran past its deadline and was killed."""
 
 
-def kernel_command_line(*, mem: str, uml_dir: Path, umid: str, init: Path, job_dir: Path) -> list[str]:
-    """linux.uml arguments. Unknown KEY=VAL words reach the init as environment (its job dir)."""
+def kernel_command_line(
+    *, mem: str, uml_dir: Path, umid: str, init: Path, job_dir: Path, extra: Sequence[str] = ()
+) -> list[str]:
+    """linux.uml arguments. Unknown KEY=VAL words reach the init as environment (its job dir). `extra`:
+    more kernel arguments, such as a network device (`eth0=tuntap,<host tap>`)."""
     if not _MEM_RE.match(mem):
         raise ValueError(f"mem: {mem!r} is not a size like 512M")
     for name, path in (("uml_dir", uml_dir), ("init", init), ("job dir", job_dir)):
         text = str(path)
         if not path.is_absolute() or any(ch.isspace() for ch in text):
             raise ValueError(f"{name}: {text!r} must be an absolute path without whitespace (kernel cmdline)")
+    for word in extra:
+        if not word or any(ch.isspace() for ch in word):
+            raise ValueError(f"kernel argument {word!r} must be one word")
     return [
         f"mem={mem}",
         f"uml_dir={uml_dir}",
@@ -81,6 +87,7 @@ def kernel_command_line(*, mem: str, uml_dir: Path, umid: str, init: Path, job_d
         "quiet",
         # An oops anywhere (not only in PID 1) must end the run as a crash, never leave a half-dead guest.
         "oops=panic",
+        *extra,
         f"IRONLB_UML_JOB={job_dir}",
     ]
 
