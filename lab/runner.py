@@ -275,6 +275,17 @@ class Lab:
         return "started"
 
     def _start_cluster(self, timeout: float) -> None:
+        env = self.start_control_plane(timeout)
+        for node in self.plan.k8s_nodes:
+            state_dir = self.paths.kubelet_dir(node)
+            state_dir.mkdir(parents=True, exist_ok=True)
+            argv = kubelet_argv(self.plan, node, self.paths.kubeconfig, state_dir)
+            self.supervisor.start(kubelet_process_name(node), argv, env=env)
+        self.wait_nodes_ready(timeout)
+
+    def start_control_plane(self, timeout: float = 60.0) -> dict[str, str]:
+        """The API server and the controllers (no kubelets: lab.uml_lab runs those in its guest); returns the
+        environment the lab's processes run with."""
         self.paths.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = _child_env(self.paths.tmp_dir)
         gateway = str(self.plan.mgmt_gateway4.ip)
@@ -293,12 +304,7 @@ class Lab:
             [sys.executable, "-m", "lab.controllers", "--kubeconfig", str(self.paths.kubeconfig)],
             env=env,
         )
-        for node in self.plan.k8s_nodes:
-            state_dir = self.paths.kubelet_dir(node)
-            state_dir.mkdir(parents=True, exist_ok=True)
-            argv = kubelet_argv(self.plan, node, self.paths.kubeconfig, state_dir)
-            self.supervisor.start(kubelet_process_name(node), argv, env=env)
-        self.wait_nodes_ready(timeout)
+        return env
 
     def wait_nodes_ready(self, timeout: float) -> None:
         from k8s.client import Client  # only the cluster part of the lab needs the client (a slow import)
