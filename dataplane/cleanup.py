@@ -5,16 +5,16 @@
   and deleted in one restore per table. Chains we do not own (kubelet's KUBE-FIREWALL, KUBE-MARK-DROP,
   KUBE-KUBELET-CANARY) stay.
 - nftables: the tables named NFTABLES_TABLE, in every family.
-- IPVS: the virtual servers on the addresses of the kube-ipvs0 interface, that interface, and the KUBE-*
-  ipsets.
+- IPVS: the virtual servers on kube-ipvs0's addresses and on our node ports, that interface, and our ipsets
+  (dataplane.ipvs.cleanup).
 
 Only what exists is touched (no table is created to be emptied). Like kube-proxy's --cleanup, it is meant for
-a node leaving this dataplane; it reports what it removed and whether anything failed.
+a node leaving this dataplane; it reports what it removed and whether anything failed. A node switching
+modes keeps the chains its new mode writes too (iptables and IPVS modes share KUBE-SERVICES and friends).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 
@@ -28,17 +28,11 @@ from dataplane.iptables.rules import (
     SERVICE_CHAIN_PREFIXES,
     TOP_CHAINS,
 )
+from dataplane.ipvs.rules import CHAINS as IPVS_CHAINS
 
 log = logging.getLogger("dataplane.cleanup")
 
 NFTABLES_TABLE = "ironlb"  # the table the nftables mode owns (one per family)
-IPVS_INTERFACE = "kube-ipvs0"
-IPSET_PREFIX = "KUBE-"
-# The iptables chains of IPVS mode beyond iptables mode's (kube-proxy's names, which IPVS mode keeps).
-IPVS_CHAINS = {
-    NAT: ("KUBE-NODE-PORT", "KUBE-LOAD-BALANCER"),
-    FILTER: ("KUBE-SOURCE-RANGES-FIREWALL", "KUBE-IPVS-FILTER", "KUBE-IPVS-OUT-FILTER"),
-}
 
 
 BUILTIN_CHAINS = {
@@ -48,8 +42,13 @@ BUILTIN_CHAINS = {
 }
 
 
+def _ipvs_chains(table: str) -> set[str]:
+    # Also kube-proxy's IPVS output filter: a node switching from kube-proxy's IPVS mode loses it.
+    return set(IPVS_CHAINS.get(table, ())) | ({"KUBE-IPVS-OUT-FILTER"} if table == FILTER else set())
+
+
 def _owned(table: str) -> set[str]:
-    return set(TOP_CHAINS.get(table, ())) | set(IPVS_CHAINS.get(table, ())) | {KUBE_PROXY_CANARY}
+    return set(TOP_CHAINS.get(table, ())) | _ipvs_chains(table) | {KUBE_PROXY_CANARY}
 
 
 def _ours(table: str, chain: str) -> bool:
@@ -58,40 +57,53 @@ def _ours(table: str, chain: str) -> bool:
     return table == NAT and chain.startswith(SERVICE_CHAIN_PREFIXES + LEGACY_CHAIN_PREFIXES)
 
 
-def _tables(iptables: Iptables) -> list[str]:
-    """The tables this variant and family have at all (so that cleaning never creates one)."""
+def _kept(keep: str | None, table: str, chain: str) -> bool:
+    """A chain that the mode being kept writes itself (so a node switching to it keeps it)."""
+    if keep == "iptables":
+        return chain in set(TOP_CHAINS.get(table, ())) | {KUBE_PROXY_CANARY} or (
+            table == NAT and chain.startswith(SERVICE_CHAIN_PREFIXES)
+        )
+    if keep == "ipvs":
+        return chain in _ipvs_chains(table)
+    return False
+
+
+def _dump(iptables: Iptables) -> dict[str, tuple[set[str], list[str]]]:
+    """Table -> (its chains, its `-A` rules), from one `-save` of this variant and family: one process
+    instead of one per built-in chain (each costs ~0.5 s of CPU in a user-mode-linux guest), and the tables
+    that exist at all (so that cleaning never creates one). Both variants' save reads every table anyway."""
     try:
         text = iptables.save()
     except IptablesError:
-        return []
-    return [line[1:].strip() for line in text.splitlines() if line.startswith("*")]
+        return {}
+    tables: dict[str, tuple[set[str], list[str]]] = {}
+    current: tuple[set[str], list[str]] = (set(), [])
+    for line in text.splitlines():
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:].strip(), (set(), []))
+        elif line.startswith(":"):
+            current[0].add(line[1:].split()[0])
+        elif line.startswith("-A "):
+            current[1].append(line)
+    return tables
 
 
-def cleanup_iptables(iptables: Iptables) -> tuple[int, int]:
-    """(chains removed, failures) for one variant and family."""
+def cleanup_iptables(iptables: Iptables, keep: str | None = None) -> tuple[int, int]:
+    """(chains removed, failures) for one variant and family; the chains mode `keep` writes stay."""
     removed = failures = 0
-    present = _tables(iptables)
+    present = _dump(iptables)
     for table in (FILTER, NAT, MANGLE):
         if table not in present:
             continue
+        names, rules = present[table]
         lines: list[str] = []
-        for chain in BUILTIN_CHAINS[table]:
-            try:
-                rules = iptables.list_chain(table, chain) or []
-            except IptablesError as exc:
-                log.warning("event=cleanup_list_failed table=%s chain=%s error=%s", table, chain, exc)
-                failures += 1
+        for rule in rules:
+            if rule.split()[1] not in BUILTIN_CHAINS[table]:
                 continue
-            for rule in rules:
-                target = rule.rpartition(" -j ")[2].split()[0] if " -j " in rule else ""
-                if target in _owned(table):
-                    lines.append("-D" + rule[2:])
-        try:
-            chains = sorted(c for c in iptables.chain_names(table) if _ours(table, c))
-        except IptablesError as exc:
-            log.warning("event=cleanup_list_failed table=%s error=%s", table, exc)
-            failures += 1
-            continue
+            target = rule.rpartition(" -j ")[2].split()[0] if " -j " in rule else ""
+            if target in _owned(table) and not _kept(keep, table, target):
+                lines.append("-D" + rule[2:])
+        chains = sorted(c for c in names if _ours(table, c) and not _kept(keep, table, c))
         if not lines and not chains:
             continue
         text = "\n".join(
@@ -155,47 +167,18 @@ def cleanup_nftables() -> int:
     return failures
 
 
-def cleanup_ipvs() -> int:
-    failures = 0
-    addresses: set[str] = set()
-    shown = _run(["ip", "-j", "addr", "show", "dev", IPVS_INTERFACE])
-    if shown is not None and shown.returncode == 0 and shown.stdout.strip():
-        for link in json.loads(shown.stdout):
-            addresses |= {str(a.get("local")) for a in link.get("addr_info", [])}
-    listing = _run(["ipvsadm", "-Ln"])
-    if listing is not None and listing.returncode == 0:
-        for line in listing.stdout.splitlines():
-            fields = line.split()
-            if len(fields) >= 2 and fields[0] in ("TCP", "UDP", "SCTP"):
-                host = fields[1].rsplit(":", 1)[0].strip("[]")
-                if host in addresses:
-                    flag = {"TCP": "-t", "UDP": "-u", "SCTP": "--sctp-service"}[fields[0]]
-                    done = _run(["ipvsadm", "-D", flag, fields[1]])
-                    failures += done is None or done.returncode != 0
-    if shown is not None and shown.returncode == 0 and shown.stdout.strip():
-        done = _run(["ip", "link", "delete", IPVS_INTERFACE])
-        failures += done is None or done.returncode != 0
-        log.info("event=cleaned interface=%s", IPVS_INTERFACE)
-    sets = _run(["ipset", "list", "-n"])
-    if sets is not None and sets.returncode == 0:
-        for name in sets.stdout.split():
-            if name.startswith(IPSET_PREFIX):
-                done = _run(["ipset", "destroy", name])
-                failures += done is None or done.returncode != 0
-    return failures
-
-
 def cleanup_all(keep: str | None = None) -> int:
     """Remove everything of every mode here (but `keep`'s); the number of failures (0: all clean)."""
     failures = 0
-    if keep not in ("iptables", "ipvs"):  # IPVS mode has iptables chains of its own
-        for variant in VARIANTS:
-            for family in (4, 6):
-                _, failed = cleanup_iptables(Iptables(family, variant))
-                failures += failed
+    for variant in VARIANTS:
+        for family in (4, 6):
+            _, failed = cleanup_iptables(Iptables(family, variant), keep)
+            failures += failed
     if keep != "nftables":
         failures += cleanup_nftables()
     if keep != "ipvs":
+        from dataplane.ipvs.cleanup import cleanup_ipvs  # after the rules that use its ipsets are gone
+
         failures += cleanup_ipvs()
     return failures
 

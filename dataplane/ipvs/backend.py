@@ -31,14 +31,7 @@ from dataplane.ipvs.plan import (
     plan_full,
     plan_partial,
 )
-from dataplane.ipvs.render import (
-    NODE_PORT_SETS,
-    IpvsConfig,
-    ServiceObjects,
-    VirtualServer,
-    render_service,
-    set_name,
-)
+from dataplane.ipvs.render import IpvsConfig, ServiceObjects, VirtualServer, node_ports, render_service
 from dataplane.ipvs.rules import JUMPS, KUBE_PROXY_CANARY, MANGLE, RulesConfig, render_rules, restore_input
 from dataplane.metrics import cpu_seconds
 from dataplane.model import ServiceKey
@@ -206,16 +199,11 @@ class IpvsBackend:
 
     def _ours(self, view: KernelView) -> set[VirtualServer]:
         """The virtual servers in `view` that IPVS mode made: on kube-ipvs0's addresses, or on a node port."""
-        node_ports: dict[tuple[int, str], set[int]] = {}
-        for family in self.families:
-            for protocol, names in NODE_PORT_SETS.items():
-                for name in names:
-                    for text in view.entries.get(set_name(name, family), ()):
-                        node_ports.setdefault((family, protocol), set()).add(int(text.rsplit(":", 1)[-1]))
+        ports = node_ports(view.entries, self.families)
         return {
             vs
             for vs in view.virtual_servers
-            if vs.address in view.addresses or vs.port in node_ports.get((vs.family, vs.protocol), set())
+            if vs.address in view.addresses or vs.port in ports.get((vs.family, vs.protocol), set())
         }
 
     def _write_rules(self) -> None:

@@ -117,6 +117,19 @@ SET_NAMES: dict[str, tuple[str, int]] = {
 }
 
 
+def node_ports(
+    entries: Mapping[str, Iterable[str]], families: tuple[int, ...] = (4, 6)
+) -> dict[tuple[int, str], set[int]]:
+    """(family, protocol) -> the node ports in our ipsets' entries."""
+    ports: dict[tuple[int, str], set[int]] = {}
+    for family in families:
+        for protocol, names in NODE_PORT_SETS.items():
+            for base in names:
+                for text in entries.get(set_name(base, family), ()):
+                    ports.setdefault((family, protocol), set()).add(int(text.rsplit(":", 1)[-1]))
+    return ports
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class VirtualServer:
     """An IPVS service: protocol, address and port (what ipvsadm -Ln shows as `TCP 10.96.0.1:443`)."""
