@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.kube import KubeClient, load_client_configuration
+from bench.controller_lab import CONTROLLER_TREE, AsyncClient, controller_env
 from lab.apiserver.process import ApiServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> None:
     )
 
 
-async def single_rounds(client: KubeClient, kubeconfig: Path, rounds: int) -> list[float]:
+async def single_rounds(client: AsyncClient, kubeconfig: Path, rounds: int) -> list[float]:
     namespace = "bench-single"
     kubectl(kubeconfig, "create", "namespace", namespace)
     watcher = await asyncio.create_subprocess_exec(
@@ -123,7 +123,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def burst(client: KubeClient, kubeconfig: Path, count: int) -> tuple[list[float], float, float, int]:
+async def burst(client: AsyncClient, kubeconfig: Path, count: int) -> tuple[list[float], float, float, int]:
     namespace = "bench-burst"
     kubectl(kubeconfig, "create", "namespace", namespace)
     path = f"/api/v1/namespaces/{namespace}/services"
@@ -172,7 +172,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         server = ApiServerProcess(data_dir=data / "apiserver")
         server.start()
         controller: subprocess.Popen[bytes] | None = None
-        client = KubeClient(load_client_configuration(str(server.kubeconfig)), connections=64)
+        client = AsyncClient(server.kubeconfig, connections=64)
         try:
             kubeconfig = server.kubeconfig
             for manifest in ("namespace.yaml", "crd"):
@@ -202,8 +202,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env=dict(os.environ, PYTHONPATH=str(REPO)),
+                cwd=CONTROLLER_TREE,
+                env=controller_env(),
             )
             await asyncio.sleep(3)  # controller start-up: lists and restore
             results: dict[str, Any] = {

@@ -19,8 +19,16 @@ import sys
 import time
 from typing import Any
 
-from bench.controller_lab import cpu_seconds, lab, logged, machine, peak_rss_mb, report, wait_for
-from controller.kube import KubeClient
+from bench.controller_lab import (
+    AsyncClient,
+    cpu_seconds,
+    lab,
+    logged,
+    machine,
+    peak_rss_mb,
+    report,
+    wait_for,
+)
 
 POOLS = "address-pools:\n- {name: bench, protocol: layer2, addresses: [10.200.0.0/16]}\n"
 
@@ -47,7 +55,7 @@ def flood_service(index: int, namespace: str, annotation_bytes: int) -> dict[str
 
 
 async def create_flood(
-    client: KubeClient, count: int, annotation_bytes: int, namespace: str = "default", in_flight: int = 16
+    client: AsyncClient, count: int, annotation_bytes: int, namespace: str = "default", in_flight: int = 16
 ) -> None:
     indexes = iter(range(count))
 

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.controller_lab import lab, logged, machine, report, wait_for
-from controller.kube import KubeClient
+from bench.controller_lab import AsyncClient, lab, logged, machine, report, wait_for
 
 
 def service(name: str) -> dict[str, Any]:
@@ -37,7 +36,7 @@ def service(name: str) -> dict[str, Any]:
     }
 
 
-async def create_all(client: KubeClient, names: list[str], in_flight: int = 16) -> None:
+async def create_all(client: AsyncClient, names: list[str], in_flight: int = 16) -> None:
     queue = iter(names)
 
     async def creator() -> None:

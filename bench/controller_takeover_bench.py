@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.controller_lab import CONTROLLER_TREE, controller_env
 from k8s.client import Client
 from lab.apiserver.process import ApiServerProcess
 
@@ -54,7 +55,7 @@ class Replica:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "controller", "--kubeconfig", str(kubeconfig), "--identity", identity,
                  "--metrics-port", "0", "--log-level", "info", *extra],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                stdout=log, stderr=subprocess.STDOUT, cwd=CONTROLLER_TREE, env=controller_env(),
             )  # fmt: skip
 
     def log(self) -> str:

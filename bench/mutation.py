@@ -36,11 +36,12 @@ DOCS = REPO / "docs" / "testing.md"
 DEFAULT_PACKAGES = ("controller", "common", "speaker", "dataplane")
 # Tests that need neither root nor an API server, outside tests/unit.
 PURE_TESTS = ("tests/controller/test_reconcile.py",)
-# Importing any of these makes a module part of a shell (the guide's list, plus the async and network stacks).
+# Importing any of these makes a module part of a shell (the guide's list, the async and network stacks, and
+# our Kubernetes shell).
 SHELL_IMPORTS = frozenset(
     {
-        "aiohttp", "asyncio", "http", "kopf", "kubernetes", "prometheus_client", "pyroute2", "requests",
-        "scapy", "socket", "ssl", "subprocess", "threading", "urllib",
+        "aiohttp", "asyncio", "http", "k8s", "kopf", "kubernetes", "prometheus_client", "pyroute2",
+        "requests", "scapy", "socket", "ssl", "subprocess", "threading", "urllib",
     }
 )  # fmt: skip
 COPY_IGNORE = shutil.ignore_patterns(

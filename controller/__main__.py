@@ -8,13 +8,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import kubernetes.config
-
 from common.config import IP_SHARING_ANNOTATION
 from common.pools import IP_SHARING_CLUSTER, IP_SHARING_SCOPES
-from controller import health
-from controller.kube import load_client_configuration
 from controller.operator import Controller, Options
+from k8s.client import ConfigError, load_configuration
+from k8s.serving import HealthServer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -97,14 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ip_sharing=args.ip_sharing,
     )
     try:
-        configuration = load_client_configuration(args.kubeconfig)
-    except (kubernetes.config.ConfigException, OSError) as e:
+        configuration = load_configuration(args.kubeconfig)
+    except ConfigError as e:
         log = logging.getLogger("controller")
         log.error("event=no_credentials kubeconfig=%s error=%r", args.kubeconfig, str(e))
         return 2
     controller = Controller(options, configuration)
     if args.metrics_port:
-        health.serve(args.metrics_address, args.metrics_port, controller.health)
+        controller.health.serve_on(HealthServer(args.metrics_address, args.metrics_port)).start()
     return asyncio.run(controller.run())
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from controller import health
-from controller.health import STALL_LIMIT
-from controller.kube import load_client_configuration
 from controller.operator import Controller, Options
+from controller.supervision import STALL_LIMIT
+from k8s.client import load_configuration
+from k8s.serving import HealthServer
 from tests.controller.conftest import Cluster, StartController
 from tests.controller.helpers import wait_for
 
@@ -42,10 +42,10 @@ class InProcessController:
 
     def __init__(self, kubeconfig: Path, stall_limit: float = STALL_LIMIT) -> None:
         options = Options(leader_elect=False, resync_period=0, workers=2)
-        self.controller = Controller(options, load_client_configuration(str(kubeconfig)))
+        self.controller = Controller(options, load_configuration(str(kubeconfig)))
         self.controller.health.stall_limit = stall_limit
-        self.server = health.serve("127.0.0.1", 0, self.controller.health)
-        self.port = self.server.server_port
+        self.server = self.controller.health.serve_on(HealthServer("127.0.0.1", 0)).start()
+        self.port = self.server.port
         self.loop: asyncio.AbstractEventLoop | None = None
         self.exit_status: int | None = None
         self.thread = threading.Thread(target=self._run, name="controller-under-test", daemon=True)
@@ -64,20 +64,20 @@ class InProcessController:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
-    def failing(self, path: str) -> tuple[int, str] | None:
-        """The probe's answer once it is not 200 (for wait_for)."""
-        answer = self.probe(path)
-        return answer if answer[0] != 200 else None
+    def failing(self, path: str) -> tuple[int, str, str | None] | None:
+        """The probe's answer once it is not 200, with the reason the controller gives (the server withholds
+        it, as the kube-apiserver does), for wait_for."""
+        status, body = self.probe(path)
+        return None if status == 200 else (status, body, self.controller.health.liveness_problem())
 
     def task(self, name: str) -> asyncio.Task[object]:
-        return next(task for task in self.controller._tasks if task.get_name() == name)
+        return next(task for task in self.controller.supervisor.tasks if task.get_name() == name)
 
     def stop(self) -> None:
         if self.thread.is_alive() and self.loop is not None and self.controller.stop_flag is not None:
             self.loop.call_soon_threadsafe(self.controller.stop_flag.set)
         self.thread.join(30)
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture
@@ -103,13 +103,14 @@ def test_a_dead_task_fails_liveness_and_stops_the_controller(
 ) -> None:
     """Before: a dead config task left a process whose only probe (GET /metrics) still passed."""
     runner = in_process()
-    assert runner.probe("/healthz") == (200, "ok\n")
+    assert runner.probe("/healthz") == (200, "ok")
     assert runner.probe("/metrics")[0] == 200
     assert runner.loop is not None
     runner.loop.call_soon_threadsafe(runner.task("config").cancel)
-    failure = wait_for("/healthz failing", lambda: runner.failing("/healthz"))
-    assert failure == (503, "task config died: cancelled\n")
-    assert runner.probe("/readyz")[0] == 503
+    status, body, reason = wait_for("/healthz failing", lambda: runner.failing("/healthz"))
+    assert (status, reason) == (500, "task config died: cancelled")
+    assert "[-]controller failed" in body
+    assert runner.probe("/readyz")[0] == 500
     runner.thread.join(30)  # the operator stops on its own (the Lease would be released) ...
     assert not runner.thread.is_alive() and runner.exit_status == 1  # ... and `python -m controller` exits 1
 
@@ -118,6 +119,7 @@ def test_a_stuck_event_loop_fails_liveness(in_process: Callable[..., InProcessCo
     runner = in_process(stall_limit=1.0)
     assert runner.loop is not None
     runner.loop.call_soon_threadsafe(time.sleep, 4)  # a handler that never yields
-    status, body = wait_for("/healthz failing", lambda: runner.failing("/healthz"))
-    assert status == 503 and "the event loop has not run for" in body, body
+    status, body, reason = wait_for("/healthz failing", lambda: runner.failing("/healthz"))
+    assert status == 500 and "[-]controller failed" in body, body
+    assert reason is not None and reason.startswith("the event loop has not run for"), reason
     wait_for("/healthz recovering", lambda: runner.probe("/healthz")[0] == 200, timeout=10)

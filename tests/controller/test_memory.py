@@ -9,9 +9,8 @@ import asyncio
 
 import pytest
 
-from bench.controller_lab import peak_rss_mb
+from bench.controller_lab import AsyncClient, peak_rss_mb
 from bench.controller_memory_bench import create_flood
-from controller.kube import KubeClient, load_client_configuration
 from tests.controller.conftest import Cluster, StartController
 from tests.controller.helpers import apply, configmap, wait_for
 
@@ -26,7 +25,7 @@ GROWTH_LIMIT_MB = 45.0
 
 def _flood(cluster: Cluster) -> None:
     async def create() -> None:
-        client = KubeClient(load_client_configuration(str(cluster.server.kubeconfig)))
+        client = AsyncClient(cluster.server.kubeconfig, connections=16)
         try:
             await create_flood(client, FLOOD, ANNOTATION_BYTES)
         finally:

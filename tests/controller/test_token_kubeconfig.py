@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from controller.kube import bearer_token, load_client_configuration
+from k8s.client import bearer_token, load_configuration
 
 CA = b"-----BEGIN CERTIFICATE-----\nnot checked here\n-----END CERTIFICATE-----\n"
 
@@ -27,7 +27,7 @@ def test_inline_ca_survives_the_token_refresh(tmp_path: Path) -> None:
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
         "current-context": "x",
     }))  # fmt: skip
-    configuration = load_client_configuration(str(kubeconfig))
+    configuration = load_configuration(str(kubeconfig))
     for _ in range(2):
         assert bearer_token(configuration) == ("Bearer", "ilbt-token")
         assert Path(configuration.ssl_ca_cert).read_bytes() == CA

@@ -10,7 +10,7 @@ from bench import mutation
 
 def test_shell_modules_are_those_importing_io_libraries() -> None:
     shell = mutation.shell_modules(["controller", "common"])
-    assert "controller/operator.py" in shell and "controller/kube.py" in shell
+    assert "controller/operator.py" in shell and "controller/caches.py" in shell
     assert not [path for path in shell if path.startswith("common/")], "common/ must stay pure"
     assert "controller/allocator.py" not in shell and "controller/reconcile.py" not in shell
 
