@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lab.apiserver import kubeconfig, pki, rbac
+from lab.apiserver import kubeconfig, pki, rbac, serviceaccounts
 from lab.apiserver.admission import Admission
 from lab.apiserver.api import Api
 from lab.apiserver.persistence import FileJournal
@@ -76,6 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("AlwaysAllow", "RBAC"),
         default="AlwaysAllow",
         help="RBAC: only system:masters and what stored Roles/ClusterRoles bound to a user grant",
+    )
+    p.add_argument(
+        "--pod-log-dir",
+        type=Path,
+        help="where the lab kubelets write container output (lab.podlogs): serves `kubectl logs`",
     )
     p.add_argument(
         "--log-level", default="WARNING", help="DEBUG logs every request; INFO start-up and lifecycle"
@@ -183,6 +188,8 @@ async def serve(args: argparse.Namespace) -> int:
     binds: list[str] = args.bind_address or ["127.0.0.1"]
     material = pki.load_or_create(data_dir / "pki" if data_dir else None, binds + list(args.tls_san))
     tokens = load_tokens(data_dir, args.token_auth_file)
+    signing_key = serviceaccounts.load_or_create_key(data_dir / "pki" if data_dir else None)
+    issuer = serviceaccounts.TokenIssuer(signing_key)
 
     store = Store(history_size=args.history_size)
     journal: FileJournal | None = None
@@ -213,6 +220,8 @@ async def serve(args: argparse.Namespace) -> int:
             bookmark_interval=args.watch_bookmark_interval,
             server_address=f"{url_host}:{port}",
             authorization_mode=args.authorization_mode,
+            token_issuer=issuer,
+            pod_log_dir=args.pod_log_dir,
         ),
     )
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)

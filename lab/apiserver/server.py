@@ -10,12 +10,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from lab.apiserver import errors, openapi, protobuf, rbac, tables
+from lab import podlogs
+from lab.apiserver import errors, openapi, protobuf, rbac, serviceaccounts, tables
 from lab.apiserver import patch as patching
 from lab.apiserver.api import WARNINGS, WRITER, Api, Writer
 from lab.apiserver.errors import ApiError, Cause
@@ -42,6 +44,8 @@ VERSION_INFO = {
     "platform": "linux/amd64",
 }
 ENDPOINTS_WARNING = '299 - "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"'
+PODS = ("", "pods")
+SERVICE_ACCOUNTS = ("", "serviceaccounts")
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 JSON_DUMPS_SEPARATORS = (",", ":")
 DEFAULT_WATCH_TIMEOUT = 1800.0
@@ -65,6 +69,10 @@ class ServerConfig:
     bookmark_interval: float = 60.0
     server_address: str = "127.0.0.1:6443"
     authorization_mode: str = "AlwaysAllow"  # or "RBAC"
+    # Signs and checks service-account tokens (the TokenRequest API); None: no service-account tokens.
+    token_issuer: serviceaccounts.TokenIssuer | None = None
+    # Where the lab's kubelets write container output (lab.podlogs); None: no `pods/log`.
+    pod_log_dir: Path | None = None
 
 
 @dataclass
@@ -181,6 +189,11 @@ class ApiServer:
             for known, user in self.config.tokens.items():
                 if hmac.compare_digest(known.encode(), token.encode()):
                     return user
+            issuer = self.config.token_issuer
+            if issuer is not None and serviceaccounts.looks_like_jwt(token):
+                return serviceaccounts.authenticate(
+                    issuer, token, self._uid_of(SERVICE_ACCOUNTS), self._uid_of(PODS), _now()
+                )
             return None
         transport = request.transport
         cert = transport.get_extra_info("peercert") if transport is not None else None
@@ -195,6 +208,13 @@ class ApiServer:
                         groups.append(str(value))
             return rbac.authenticated_user(name, "", groups)
         return None
+
+    def _uid_of(self, key: tuple[str, str]) -> serviceaccounts.UidLookup:
+        def lookup(namespace: str, name: str) -> str | None:
+            obj = self.store.get(key, namespace, name)
+            return None if obj is None else str(obj["metadata"].get("uid") or "")
+
+        return lookup
 
     # -- routing ------------------------------------------------------------------------------------
 
@@ -285,6 +305,8 @@ class ApiServer:
             or (sub == "scale" and rt.has_scale)
             or (sub == "finalize" and rt.plural == "namespaces" and not rt.group)
             or (sub == "binding" and rt.plural == "pods" and not rt.group)
+            or (sub == "log" and rt.key == PODS)
+            or (sub == "token" and rt.key == SERVICE_ACCOUNTS)
         ):
             raise _path_not_found(request)
         return Route(rt, namespace, name, sub, watch_path)
@@ -305,6 +327,10 @@ class ApiServer:
         if rt.group == "" and rt.plural == "endpoints":
             headers["Warning"] = ENDPOINTS_WARNING
         resp: web.StreamResponse
+        if method == "GET" and sub == "log" and name:
+            return await self._pod_log(request, rt, ns, name)
+        if method == "POST" and sub == "token" and name:
+            return json_response(self._token_request(ns, name, await _read_body(request)), status=201)
         if method == "GET":
             if name and not route.watch_path:
                 obj = self.api.get_scale(rt, ns, name) if sub == "scale" else self.api.get(rt, ns, name)
@@ -372,6 +398,86 @@ class ApiServer:
             resp.headers[k] = v
         for warning in warnings:
             resp.headers.add("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
+        return resp
+
+    # -- subresources served by the kubelet's side of the lab -----------------------------------------
+
+    def _token_request(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
+        """`POST serviceaccounts/NAME/token`: a token for the account, bound to a pod when asked."""
+        issuer = self.config.token_issuer
+        if issuer is None:
+            raise _path_not_found_message()
+        account = self.store.get(SERVICE_ACCOUNTS, namespace, name)
+        if account is None:
+            raise errors.not_found("serviceaccounts", name)
+        request = body if isinstance(body, dict) else {}
+        return issuer.issue(namespace, account, request, self._uid_of(PODS), _now())
+
+    async def _pod_log(
+        self, request: web.Request, rt: ResourceType, ns: str, name: str
+    ) -> web.StreamResponse:
+        """`GET pods/NAME/log`, from the files the lab kubelets write (lab.podlogs), like `kubectl logs`
+        [-c C] [--previous] [--tail N] [--limit-bytes N] [-f]."""
+        pod = self.api.get(rt, ns, name)
+        q = request.query
+        query = podlogs.LogQuery(
+            container=q.get("container", ""),
+            previous=q.get("previous") in ("true", "1", "True"),
+            tail_lines=_int_param(q.get("tailLines"), "tailLines") if q.get("tailLines") else None,
+            limit_bytes=_int_param(q.get("limitBytes"), "limitBytes") if q.get("limitBytes") else None,
+            follow=q.get("follow") in ("true", "1", "True"),
+        )
+        names = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
+        container = query.container
+        if not container:
+            if len(names) != 1:
+                raise errors.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
+                )
+            container = names[0]
+        elif container not in names:
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        uid = str(pod["metadata"].get("uid") or "")
+        root = self.config.pod_log_dir
+        directory = podlogs.pod_dir(root, ns, name, uid) / container if root is not None else None
+        run = podlogs.newest_run(directory) if directory is not None else None
+        if run is None or directory is None:
+            raise errors.bad_request(
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+            )
+        if query.previous:
+            run -= 1
+            if run < 0 or not (directory / f"{run}.log").exists():
+                raise errors.bad_request(
+                    f'previous terminated container "{container}" in pod "{name}" not found'
+                )
+        path = directory / f"{run}.log"
+        data = path.read_bytes()
+        if not query.follow or query.previous:
+            return web.Response(body=podlogs.tail(data, query), content_type="text/plain")
+        resp = web.StreamResponse(status=200)
+        resp.content_type = "text/plain"
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        chunk = podlogs.tail(data, query)
+        offset = len(data)
+        try:
+            await resp.write(chunk)
+            # Until the container ends: the pod is gone or replaced, or a newer run of the container began.
+            while not self._stopping.is_set():
+                await asyncio.sleep(0.25)
+                current = self.store.get(PODS, ns, name)
+                with path.open("rb") as f:
+                    f.seek(offset)
+                    more = f.read()
+                if more:
+                    offset += len(more)
+                    await resp.write(more)
+                gone = current is None or current["metadata"].get("uid") != uid
+                if gone or podlogs.newest_run(directory) != run:
+                    break
+        except ConnectionResetError:
+            return resp
         return resp
 
     # -- GET ----------------------------------------------------------------------------------------
@@ -677,6 +783,14 @@ class ApiServer:
 
 def _to_table(rt: ResourceType, objects: list[Obj], now: datetime.datetime, include: str) -> dict[str, Any]:
     return tables.to_table(rt.group, rt.plural, objects, now, rt.printer_columns, include)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _path_not_found_message() -> ApiError:
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
 
 
 def _field_manager(request: web.Request) -> str:
