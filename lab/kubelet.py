@@ -6,7 +6,10 @@
 
 Runs in the host network namespace (it reaches the API server on 127.0.0.1) and acts on the node's netns
 by name. Each pod gets a netns `<prefix>-p-<node>-<hash>`, a veth `<prefix>-<hash>` on the node's pod
-bridge, an address from the node's pod CIDR(s) and `python -m lab.echoserver` on its containerPorts. A
+bridge, an address from the node's pod CIDR(s) and `python -m lab.echoserver` on its containerPorts.
+Pods of ironlb's own image run the component instead (lab.containers: its command and args, environment,
+volumes with the service account's token, user and capabilities), hostNetwork ones in the node's netns,
+probed by their httpGet probes; their output goes where `kubectl logs` reads it (lab.podlogs). A
 record per pod in the state dir lets a restarted kubelet adopt the pods that still run (or clean up those
 that don't); SIGTERM tears every pod down. One thread watches the pods; the main thread does all the
 work, so there are no races.
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
 import os
 import platform
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,14 +41,16 @@ from k8s.client import ApiError, Client
 from k8s.events import EventRecorder
 from k8s.informer import Handlers, Informer
 from k8s.meta import JSON, resource_path, rfc3339
+from lab import containers, podlogs, podspec, probes
 from lab import pods as podnet
-from lab import podspec
 from lab.ipam import IpamError, PodAddresses, PodIpam
 from lab.logsetup import configure_logging
+from lab.supervisor import is_running, signal_and_wait, start_time
 
 log = logging.getLogger("lab.kubelet")
 
 LEASE_SECONDS = 40
+TERMINATE_WAIT = 5.0  # a component's SIGTERM grace, within `lab down`'s 8 s for a kubelet
 RESYNC_EVERY = 30.0
 READY_WAIT = 5.0
 RETRY_AFTER = 5.0
@@ -68,11 +75,19 @@ class RunningPod:
     last_exit_code: int | None = None
     last_finished_at: str | None = None
     exited: bool = False
+    # ironlb's own image: the component runs (lab.containers), identified by its pid and start time.
+    local: bool = False
+    host_network: bool = False
+    proc_start: str = ""
+    # Why the container has not started yet (CreateContainerConfigError, ContainerCreating), and the message.
+    waiting: str = ""
+    waiting_message: str = ""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     next_restart: float = 0.0
+    probe_state: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def record(self) -> dict[str, Any]:
-        skip = ("proc", "next_restart")
+        skip = ("proc", "next_restart", "probe_state")
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -110,6 +125,10 @@ class Kubelet:
             watch_timeout=60,  # as lab.controllers' WATCH_TIMEOUT
         )
         self.recorder = EventRecorder(kube, "kubelet", instance=self.node, host=self.node)
+        self.pod_log_dir = Path(args.pod_log_dir) if args.pod_log_dir else self.state_dir / "pod-logs"
+        self.volumes_dir = self.state_dir / "volumes"
+        ca_path = getattr(kube.configuration, "ssl_ca_cert", None)
+        self.ca_pem = Path(ca_path).read_bytes() if ca_path else b""
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
@@ -161,6 +180,10 @@ class Kubelet:
     def shutdown(self) -> None:
         log.info("event=stopping node=%s pods=%d", self.node, len(self.pods))
         self.informer.stop()
+        # Every container gets its SIGTERM at once; the teardowns below then wait for them in turn.
+        for rp in self.pods.values():
+            if rp.proc is not None and rp.proc.poll() is None:
+                rp.proc.terminate()
         api_up = True
         for key in list(self.pods):
             rp = self.pods[key]
@@ -319,8 +342,11 @@ class Kubelet:
         key = _key(pod)
         meta = pod["metadata"]
         uid = str(meta.get("uid") or "")
+        first = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+        local = isinstance(first, dict) and containers.is_local_image(str(first.get("image") or ""))
+        host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         try:
-            ports = podspec.pod_ports(pod)
+            ports = podspec.pod_ports(pod, host_network_ok=local)
             netns = podspec.pod_netns(self.prefix, self.node, uid)
             veth = podspec.host_veth(self.prefix, uid)
         except podspec.PodSpecError as exc:
@@ -334,6 +360,9 @@ class Kubelet:
             return
         for warning in ports.warnings:
             log.warning("event=pod_spec_warning pod=%s/%s warning=%s", *key, warning)
+        if host_network:
+            self.start_host_network_pod(pod)
+            return
         try:
             addresses = self.allocate(key, pod)
         except IpamError as exc:
@@ -373,9 +402,10 @@ class Kubelet:
             udp=ports.udp,
             pid=0,
             started_at="",
+            local=local,
         )
         self.pods[key] = rp
-        self.launch(rp)
+        self.launch(rp, pod)
         log.info(
             "event=pod_started pod=%s/%s ip=%s ip6=%s netns=%s tcp=%s udp=%s ready=%s",
             *key,
@@ -391,6 +421,30 @@ class Kubelet:
         )
         self.write_status(pod, self.run_state(rp))
 
+    def start_host_network_pod(self, pod: JSON) -> None:
+        """A hostNetwork pod (ironlb's speaker, dataplane): no sandbox, the node's netns and addresses."""
+        key = _key(pod)
+        uid = str(pod["metadata"].get("uid") or "")
+        rp = RunningPod(
+            namespace=key[0],
+            name=key[1],
+            uid=uid,
+            netns=self.args.netns,
+            veth="",
+            ipv4=str(self.args.internal_ip),
+            ipv6=self.args.internal_ip6,
+            tcp=(),
+            udp=(),
+            pid=0,
+            started_at="",
+            local=True,
+            host_network=True,
+        )
+        self.pods[key] = rp
+        self.launch(rp, pod)
+        log.info("event=pod_started pod=%s/%s host_network=true netns=%s", *key, rp.netns)
+        self.write_status(pod, self.run_state(rp))
+
     def allocate(self, key: tuple[str, str], pod: JSON) -> PodAddresses:
         """The pod's earlier IP when it had one from this node (kubelet restart), else the next free one."""
         previous = (pod.get("status") or {}).get("podIP")
@@ -400,7 +454,12 @@ class Kubelet:
                     return self.ipam.restore(_ipam_key(key), str(previous))
         return self.ipam.allocate(_ipam_key(key))
 
-    def launch(self, rp: RunningPod) -> None:
+    def launch(self, rp: RunningPod, pod: JSON | None = None) -> None:
+        if rp.local:
+            pod = pod if pod is not None else self.informer.get(rp.namespace, rp.name)
+            if pod is not None:
+                self.launch_local(rp, pod)
+            return
         ready_file = self.run_dir / f"{rp.netns}.ready"
         proc = podnet.start_echo_server(
             rp.netns, rp.name, rp.tcp, rp.udp, ready_file, self.state_dir / "logs" / f"{rp.netns}.log"
@@ -412,19 +471,240 @@ class Kubelet:
         rp.ready = ready_file.exists() and proc.poll() is None
         self.save_record(rp)
 
-    def run_state(self, rp: RunningPod) -> podspec.RunState:
-        addresses = PodAddresses(
-            rp.ipv4, rp.ipv6, self.ipam.net4.prefixlen, self.ipam.net6.prefixlen if self.ipam.net6 else None
+    # ---- ironlb's own image ------------------------------------------------------------------------
+
+    def launch_local(self, rp: RunningPod, pod: JSON) -> None:
+        """Start the component the pod's first container names; on a configuration it cannot start with yet
+        (a missing Secret or ConfigMap) the container waits and is retried."""
+        container = pod["spec"]["containers"][0]
+        try:
+            plan = self.container_plan(pod, container, rp)
+        except containers.ContainerConfigError as exc:
+            volume = isinstance(exc, containers.VolumeError)
+            reason = "ContainerCreating" if volume else "CreateContainerConfigError"
+            if rp.waiting_message != str(exc):
+                log.warning(
+                    "event=container_config pod=%s/%s reason=%s error=%s", rp.namespace, rp.name, reason, exc
+                )
+                event = "FailedMount" if reason == "ContainerCreating" else "Failed"
+                self.event(pod, "Warning", event, f"Error: {exc}")
+            rp.waiting, rp.waiting_message = reason, str(exc)
+            rp.next_restart = time.monotonic() + RETRY_AFTER
+            rp.proc, rp.ready = None, False
+            return
+        rp.waiting = rp.waiting_message = ""
+        volume_root = self.volumes_dir / rp.uid
+        mounts = self.write_volumes(volume_root, plan.volumes)
+        spec_file = self.run_dir / f"{rp.uid}.json"
+        spec_file.touch(mode=0o600)
+        scratch = volume_root / ".scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        spec_file.write_text(
+            json.dumps(
+                {
+                    "scratch": str(scratch),
+                    "mounts": mounts,
+                    "setpriv": containers.setpriv_argv(plan.privileges),
+                    "argv": plan.argv,
+                    "env": plan.env,
+                }
+            )
         )
+        log_file = podlogs.container_log(
+            self.pod_log_dir, rp.namespace, rp.name, rp.uid, str(container.get("name") or ""), rp.restarts
+        )
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            "ip", "netns", "exec", rp.netns, "unshare", "--mount", "--propagation", "private",
+            sys.executable, "-m", "lab.podinit", str(spec_file),
+        ]  # fmt: skip
+        env = dict(os.environ)
+        paths = (str(podnet.REPO_ROOT), env.get("PYTHONPATH", ""))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        with log_file.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+            )
+        rp.proc, rp.pid, rp.started_at, rp.exited = proc, proc.pid, rfc3339(), False
+        rp.proc_start = start_time(proc.pid) or ""
+        readiness = probes.http_probe(container.get("readinessProbe"), container, rp.ipv4)
+        liveness = probes.http_probe(container.get("livenessProbe"), container, rp.ipv4)
+        rp.ready = readiness is None
+        rp.probe_state = {
+            "readiness": readiness,
+            "liveness": liveness,
+            "started": time.monotonic(),
+            "next": {},
+            "failures": {},
+            "successes": {},
+        }
+        self.save_record(rp)
+        log.info(
+            "event=container_started pod=%s/%s pid=%d restarts=%d argv=%r",
+            rp.namespace, rp.name, proc.pid, rp.restarts, plan.argv,
+        )  # fmt: skip
+
+    def container_plan(self, pod: JSON, container: JSON, rp: RunningPod) -> containers.ContainerPlan:
+        facts = containers.PodFacts(
+            pod_ip=rp.ipv4,
+            host_ip=str(self.args.internal_ip),
+            pod_ips=tuple(ip for ip in (rp.ipv4, rp.ipv6) if ip),
+            host_ips=tuple(self.host_ips),
+        )
+        base = {
+            "PATH": containers.CONTAINER_PATH,
+            "HOME": "/",
+            "HOSTNAME": self.node if rp.host_network else rp.name,
+            **self.kubernetes_service_env(),
+        }
+        env = containers.container_env(pod, container, facts, self.configmap_data, self.secret_data, base)
+        token = functools.partial(self.service_account_token, pod)
+        volumes = containers.pod_volumes(pod, container, facts, self.configmap_data, self.secret_data, token)
+        return containers.ContainerPlan(
+            argv=containers.command_line(container, env, sys.executable),
+            env=env,
+            volumes=volumes,
+            privileges=containers.privileges(pod, container),
+            host_network=rp.host_network,
+        )
+
+    def kubernetes_service_env(self) -> dict[str, str]:
+        """KUBERNETES_SERVICE_HOST/PORT for the in-cluster config. The lab has no kube-proxy of its own
+        (ironlb's dataplane is optional, and it needs the API before it can program anything): the variables
+        name the API server's endpoint, the address the default/kubernetes Service's EndpointSlice holds, as
+        clusters without kube-proxy do (a `kubernetes-services-endpoint` ConfigMap)."""
+        path = resource_path("discovery.k8s.io/v1", "endpointslices", "default", "kubernetes")
+        found = self.kube.get_or_none(path)
+        endpoints = (found or {}).get("endpoints") or []
+        ports = (found or {}).get("ports") or []
+        if not endpoints or not ports:
+            return {}
+        host, port = str(endpoints[0]["addresses"][0]), str(ports[0]["port"])
+        url_host = f"[{host}]" if ":" in host else host
+        return {
+            "KUBERNETES_SERVICE_HOST": host,
+            "KUBERNETES_SERVICE_PORT": port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": port,
+            "KUBERNETES_PORT": f"tcp://{url_host}:{port}",
+        }
+
+    def configmap_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        obj = self.kube.get_or_none(resource_path("v1", "configmaps", namespace, name))
+        if obj is None and name == "kube-root-ca.crt":
+            # kube-controller-manager's root-ca-cert-publisher puts the cluster CA in every namespace; the lab
+            # has no such controller, and the kubelet's own kubeconfig holds the same CA.
+            return {"ca.crt": self.ca_pem}
+        return None if obj is None else containers.configmap_data(obj)
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        obj = self.kube.get_or_none(resource_path("v1", "secrets", namespace, name))
+        return None if obj is None else containers.decode_secret(obj)
+
+    def service_account_token(self, pod: JSON, account: str, audiences: Sequence[str], seconds: int) -> str:
+        """A token for the pod's service account, bound to the pod (the TokenRequest API)."""
+        meta = pod["metadata"]
+        spec: JSON = {
+            "expirationSeconds": seconds,
+            "boundObjectRef": {
+                "apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta.get("uid")
+            },
+        }
+        if audiences:
+            spec["audiences"] = list(audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        path = resource_path("v1", "serviceaccounts", str(meta.get("namespace")), account) + "/token"
+        try:
+            answer = self.kube.create(path, body)
+        except ApiError as exc:
+            raise containers.VolumeError(f"serviceaccounts/{account}/token: {exc}") from exc
+        return str(answer["status"]["token"])
+
+    def write_volumes(self, root: Path, volumes: containers.Volumes) -> list[dict[str, Any]]:
+        """Make every volume's content on the host; the mounts lab.podinit makes from them."""
+        sources: dict[str, Path] = {}
+        for name, source in volumes.sources.items():
+            path = root / name
+            if isinstance(source, containers.VolumeFiles):
+                staging = root / f".{name}.new"
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+                for rel, (content, mode) in source.files.items():
+                    target = staging / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(content)
+                    target.chmod(mode)
+                shutil.rmtree(path, ignore_errors=True)
+                staging.rename(path)
+            elif isinstance(source, containers.EmptyDir):
+                path.mkdir(parents=True, exist_ok=True)
+                path.chmod(0o1777)
+            else:
+                path = Path(source.path)
+                if source.kind == "FileOrCreate" and not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.touch()
+                elif source.kind == "DirectoryOrCreate":
+                    path.mkdir(parents=True, exist_ok=True)
+            sources[name] = path
+        return [
+            {
+                "source": str(sources[m.volume] / m.sub_path if m.sub_path else sources[m.volume]),
+                "target": m.target,
+                "read_only": m.read_only,
+            }
+            for m in volumes.mounts
+        ]
+
+    def probe(self, key: tuple[str, str], rp: RunningPod, now: float) -> None:
+        """Run the pod's due httpGet probes: readiness sets Ready, liveness past its threshold kills the
+        container (it is restarted like any crash)."""
+        state = rp.probe_state
+        if not state or rp.exited or rp.waiting:
+            return
+        for kind in ("readiness", "liveness"):
+            probe = state.get(kind)
+            if probe is None or now < state["started"] + probe.initial_delay:
+                continue
+            if now < state["next"].get(kind, 0):
+                continue
+            state["next"][kind] = now + probe.period
+            ok = probes.check(rp.netns, probe)
+            failures = 0 if ok else state["failures"].get(kind, 0) + 1
+            successes = state["successes"].get(kind, 0) + 1 if ok else 0
+            state["failures"][kind], state["successes"][kind] = failures, successes
+            if kind == "readiness":
+                ready = rp.ready
+                if ok and successes >= probe.success_threshold:
+                    ready = True
+                elif not ok and failures >= probe.failure_threshold:
+                    ready = False
+                if ready != rp.ready:
+                    rp.ready = ready
+                    log.info("event=readiness pod=%s/%s ready=%s", *key, ready)
+                    self._status_of(key, rp)
+            elif failures >= probe.failure_threshold and rp.proc is not None and rp.proc.poll() is None:
+                log.warning("event=liveness_failed pod=%s/%s failures=%d", *key, failures)
+                pod = self.informer.get(*key)
+                if pod is not None:
+                    self.event(pod, "Warning", "Unhealthy", f"Liveness probe failed: {probe.path}")
+                rp.proc.terminate()
+
+    def run_state(self, rp: RunningPod) -> podspec.RunState:
+        if rp.host_network:
+            addresses = PodAddresses(rp.ipv4, rp.ipv6, 32, 128 if rp.ipv6 else None)
+        else:
+            prefix6 = self.ipam.net6.prefixlen if self.ipam.net6 else None
+            addresses = PodAddresses(rp.ipv4, rp.ipv6, self.ipam.net4.prefixlen, prefix6)
+        what = "the container" if rp.local else "the echo server"
         return podspec.RunState(
             addresses=addresses,
-            started_at=rp.started_at,
+            started_at=rp.started_at or None,
             ready=rp.ready,
             restarts=rp.restarts,
             last_exit_code=rp.last_exit_code,
             last_finished_at=rp.last_finished_at,
-            waiting_reason="CrashLoopBackOff" if rp.exited else "",
-            waiting_message="back-off restarting the echo server" if rp.exited else "",
+            waiting_reason=rp.waiting or ("CrashLoopBackOff" if rp.exited else ""),
+            waiting_message=rp.waiting_message or (f"back-off restarting {what}" if rp.exited else ""),
         )
 
     def write_status(self, pod: JSON, state: podspec.RunState) -> None:
@@ -441,7 +721,19 @@ class Kubelet:
     def check_processes(self) -> None:
         now = time.monotonic()
         for key, rp in list(self.pods.items()):
-            alive = rp.proc.poll() is None if rp.proc is not None else podnet.pid_alive(rp.pid, rp.netns)
+            if rp.waiting:
+                if now >= rp.next_restart:
+                    self.launch(rp)
+                    self._status_of(key, rp)
+                continue
+            if rp.proc is not None:
+                alive = rp.proc.poll() is None
+            elif rp.local:
+                alive = rp.pid > 0 and is_running(rp.pid, rp.proc_start or None)
+            else:
+                alive = podnet.pid_alive(rp.pid, rp.netns)
+            if alive and rp.local:
+                self.probe(key, rp, now)
             if alive and not rp.ready and (self.run_dir / f"{rp.netns}.ready").exists():
                 rp.ready = True
                 self._status_of(key, rp)
@@ -478,16 +770,26 @@ class Kubelet:
 
     def teardown(self, rp: RunningPod) -> None:
         if rp.proc is not None and rp.proc.poll() is None:
-            rp.proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                rp.proc.terminate()
             try:
-                rp.proc.wait(3)
+                rp.proc.wait(TERMINATE_WAIT if rp.local else 3)
             except subprocess.TimeoutExpired:
                 rp.proc.kill()
                 rp.proc.wait()
-        podnet.kill_processes(rp.netns)
-        podnet.teardown_network(self.args.netns, rp.netns, rp.veth)
+        elif rp.proc is None and rp.local and rp.pid > 0:
+            signal_and_wait([rp.pid], TERMINATE_WAIT) if is_running(rp.pid, rp.proc_start or None) else None
         key = (rp.namespace, rp.name)
-        self.ipam.release(_ipam_key(key))
+        if not rp.host_network:
+            # Never for a hostNetwork pod: its "netns" is the node's own.
+            podnet.kill_processes(rp.netns)
+            podnet.teardown_network(self.args.netns, rp.netns, rp.veth)
+            self.ipam.release(_ipam_key(key))
+        if rp.local:
+            shutil.rmtree(self.volumes_dir / rp.uid, ignore_errors=True)
+            (self.run_dir / f"{rp.uid}.json").unlink(missing_ok=True)
+            logs = podlogs.pod_dir(self.pod_log_dir, rp.namespace, rp.name, rp.uid)
+            shutil.rmtree(logs, ignore_errors=True)
         (self.records_dir / f"{rp.netns}.json").unlink(missing_ok=True)
         (self.run_dir / f"{rp.netns}.ready").unlink(missing_ok=True)
         if self.pods.get(key) is rp:
@@ -519,8 +821,17 @@ class Kubelet:
                 and pod["metadata"].get("uid") == rp.uid
                 and not pod["metadata"].get("deletionTimestamp")
                 and podnet.netns_exists(rp.netns)
-                and podnet.pid_alive(rp.pid, rp.netns)
+                and (
+                    is_running(rp.pid, rp.proc_start or None)
+                    if rp.local
+                    else podnet.pid_alive(rp.pid, rp.netns)
+                )
             )
+            if rp.local:
+                # The component's probes and volumes are the old kubelet's: start it afresh.
+                if rp.pid > 0 and is_running(rp.pid, rp.proc_start or None):
+                    signal_and_wait([rp.pid], TERMINATE_WAIT)
+                usable = False
             if usable:
                 try:
                     self.ipam.restore(_ipam_key(key), rp.ipv4)
@@ -533,8 +844,9 @@ class Kubelet:
                 log.info("event=pod_adopted pod=%s/%s netns=%s pid=%d", *key, rp.netns, rp.pid)
                 self.queue.put(key)
             else:
-                podnet.kill_processes(rp.netns)
-                podnet.teardown_network(self.args.netns, rp.netns, rp.veth)
+                if not rp.host_network:
+                    podnet.kill_processes(rp.netns)
+                    podnet.teardown_network(self.args.netns, rp.netns, rp.veth)
                 path.unlink(missing_ok=True)
                 log.info("event=pod_cleaned pod=%s/%s netns=%s", *key, rp.netns)
         for netns in podnet.list_netns(podspec.netns_prefix(self.prefix, self.node)):
@@ -575,6 +887,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--labels", default="", help="extra node labels, k=v,k=v")
     parser.add_argument("--state-dir")
+    parser.add_argument(
+        "--pod-log-dir", help="where containers' output goes (lab.podlogs; default STATE_DIR/pod-logs)"
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
         "--heartbeat-interval",

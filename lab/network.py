@@ -133,7 +133,28 @@ def build(plan: LabPlan) -> None:
         # Sysctls first: interfaces brought up afterwards skip IPv6 duplicate address detection.
         set_sysctls(node.netns, node_sysctls(node))
         ip_batch(render_node_batch(plan, node), netns=node.netns)
+        if node.is_k8s_node and node.pod_cidr is not None:
+            masquerade_to_mgmt(node.netns, str(node.pod_cidr), str(plan.mgmt_gateway4.network))
     log.info("event=network-built lab=%s prefix=%s nodes=%d", plan.name, plan.prefix, len(plan.nodes))
+
+
+MASQUERADE_TABLE = "ironlb-lab"
+
+
+def masquerade_to_mgmt(netns: str, pod_cidr: str, mgmt: str) -> None:
+    """Pods reach the API server (on the host's mgmt gateway) from their node's mgmt address, as a CNI
+    plugin's ipMasq does for traffic leaving the pod network: the host has no route back to pod addresses,
+    and must not get one. Only pod -> mgmt traffic is rewritten; everything else keeps its pod source. The
+    table is the lab's own (no component touches it), in the node's netns."""
+    rules = (
+        f"table ip {MASQUERADE_TABLE} {{\n"
+        "  chain postrouting {\n"
+        "    type nat hook postrouting priority srcnat; policy accept;\n"
+        f"    ip saddr {pod_cidr} ip daddr {mgmt} masquerade\n"
+        "  }\n"
+        "}\n"
+    )
+    _run(["ip", "netns", "exec", netns, "nft", "-f", "-"], stdin=rules)
 
 
 def lab_process_ids(prefix: str) -> list[int]:

@@ -93,6 +93,11 @@ class LabPaths:
         """TMPDIR of the lab's processes: whatever temp files a killed process leaves go with the lab."""
         return self.state_dir / "tmp"
 
+    @property
+    def pod_log_dir(self) -> Path:
+        """Containers' output, written by the kubelets and read by the API server (`kubectl logs`)."""
+        return self.state_dir / "pod-logs"
+
     def kubelet_dir(self, node: LabNode) -> Path:
         return self.state_dir / "kubelet" / node.name
 
@@ -280,6 +285,7 @@ class Lab:
             state_dir = self.paths.kubelet_dir(node)
             state_dir.mkdir(parents=True, exist_ok=True)
             argv = kubelet_argv(self.plan, node, self.paths.kubeconfig, state_dir)
+            argv += ["--pod-log-dir", str(self.paths.pod_log_dir)]
             self.supervisor.start(kubelet_process_name(node), argv, env=env)
         self.wait_nodes_ready(timeout)
 
@@ -343,6 +349,9 @@ class Lab:
             # The lab's nodes and pods are dual-stack, so its Service network is too.
             "--service-cluster-ip-range", SERVICE_CIDR,
             "--service-cluster-ip-range-v6", SERVICE_CIDR6,
+            # As a real cluster: the components run with their service accounts and the manifests' RBAC.
+            "--authorization-mode", "RBAC",
+            "--pod-log-dir", str(self.paths.pod_log_dir),
         ]  # fmt: skip
 
     def stop_apiserver(self, grace: float = 8.0) -> None:

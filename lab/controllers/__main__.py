@@ -1,9 +1,10 @@
-"""`python -m lab.controllers --kubeconfig K`: the lab's controller-manager (Deployments, slices, Nodes).
+"""`python -m lab.controllers --kubeconfig K`: the lab's controller-manager (Deployments, DaemonSets, slices,
+Nodes).
 
-Informers keep caches of Deployments, Pods, Services, Nodes, Leases, EndpointSlices and Endpoints; any
-relevant change wakes the main loop, which runs the controllers over the whole (small) lab. Level-triggered:
-every pass recomputes the desired state from the caches, so a missed or repeated event cannot leave things
-wrong.
+Informers keep caches of Deployments, DaemonSets, Pods, Services, Nodes, Leases, EndpointSlices and Endpoints;
+any relevant change wakes the main loop, which runs the controllers over the whole (small) lab.
+Level-triggered: every pass recomputes the desired state from the caches, so a missed or repeated event cannot
+leave things wrong.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from k8s.informer import Handlers, Informer
 from k8s.meta import JSON
 from lab.controllers import scheduling
 from lab.controllers.binder import PodBinder
+from lab.controllers.daemonsets import DaemonSetController
 from lab.controllers.deployments import DeploymentController
 from lab.controllers.endpointslices import EndpointSliceController
 from lab.controllers.nodes import NodeLifecycleController
@@ -60,6 +62,7 @@ class ControllerManager:
         self._node_prints: dict[str, tuple[Any, ...]] = {}
         informer = functools.partial(Informer, kube, watch_timeout=WATCH_TIMEOUT)
         self.deployments = informer("/apis/apps/v1/deployments", Handlers.by_type(self._changed))
+        self.daemonsets = informer("/apis/apps/v1/daemonsets", Handlers.by_type(self._changed))
         self.pods = informer("/api/v1/pods", Handlers.by_type(self._noting("pods")))
         self.services = informer("/api/v1/services", Handlers.by_type(self._noting("services")))
         self.nodes = informer("/api/v1/nodes", Handlers.by_type(self._node_changed))
@@ -70,13 +73,14 @@ class ControllerManager:
         # Lease renewals only feed the cache: the periodic pass judges their age, they need not wake anyone.
         self.leases = informer("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
         self.informers = [
-            self.deployments, self.pods, self.services, self.nodes, self.endpoint_slices, self.endpoints,
-            self.leases,
+            self.deployments, self.daemonsets, self.pods, self.services, self.nodes, self.endpoint_slices,
+            self.endpoints, self.leases,
         ]  # fmt: skip
         self.deployment_controller = DeploymentController(kube, self.deployments, self.pods, self.nodes)
         self.slice_controller = EndpointSliceController(
             kube, self.services, self.pods, self.nodes, self.endpoint_slices, self.endpoints
         )
+        self.daemonset_controller = DaemonSetController(kube, self.daemonsets, self.pods, self.nodes)
         self.recorder = EventRecorder(kube, "default-scheduler")
         self.binder = PodBinder(kube, self.pods, self.nodes, self.recorder)
         self.node_controller = NodeLifecycleController(
@@ -134,6 +138,7 @@ class ControllerManager:
                 ("nodes", self.node_controller),
                 ("binder", self.binder),
                 ("deployments", self.deployment_controller),
+                ("daemonsets", self.daemonset_controller),
                 ("endpointslices", self.slice_controller),
             )
             for name, controller in controllers:
