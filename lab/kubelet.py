@@ -85,6 +85,7 @@ class RunningPod:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     next_restart: float = 0.0
     probe_state: dict[str, Any] = field(default_factory=dict, repr=False)
+    tokens_at: float = field(default=0.0, repr=False)  # monotonic time the pod's tokens were written
 
     def record(self) -> dict[str, Any]:
         skip = ("proc", "next_restart", "probe_state")
@@ -174,6 +175,7 @@ class Kubelet:
                     self.queue.put(stale)
                 self.retry_at = {k: t for k, t in self.retry_at.items() if t > now}
                 next_resync = now + RESYNC_EVERY
+                self.refresh_tokens(now)
         self.shutdown()
         return 0
 
@@ -527,6 +529,7 @@ class Kubelet:
             )
         rp.proc, rp.pid, rp.started_at, rp.exited = proc, proc.pid, rfc3339(), False
         rp.proc_start = start_time(proc.pid) or ""
+        rp.tokens_at = time.monotonic()
         readiness = probes.http_probe(container.get("readinessProbe"), container, rp.ipv4)
         liveness = probes.http_probe(container.get("livenessProbe"), container, rp.ipv4)
         rp.ready = readiness is None
@@ -618,6 +621,35 @@ class Kubelet:
         except ApiError as exc:
             raise containers.VolumeError(f"serviceaccounts/{account}/token: {exc}") from exc
         return str(answer["status"]["token"])
+
+    def refresh_tokens(self, now: float) -> None:
+        """Rewrite a running pod's projected service-account tokens at 80% of their lifetime, as the kubelet
+        does; the file is replaced inside the mounted directory, where the in-cluster client re-reads it."""
+        for key, rp in list(self.pods.items()):
+            pod = self.informer.get(*key)
+            if not rp.local or rp.waiting or pod is None or not rp.tokens_at:
+                continue
+            account = str(pod["spec"].get("serviceAccountName") or "default")
+            for volume in pod["spec"].get("volumes") or []:
+                for source in (volume.get("projected") or {}).get("sources") or []:
+                    token = source.get("serviceAccountToken")
+                    seconds = int((token or {}).get("expirationSeconds") or 3600)
+                    if token is None or now - rp.tokens_at < 0.8 * seconds:
+                        continue
+                    audiences = [str(token["audience"])] if token.get("audience") else []
+                    directory = self.volumes_dir / rp.uid / str(volume["name"])
+                    target = directory / str(token.get("path") or "token")
+                    try:
+                        value = self.service_account_token(pod, account, audiences, seconds)
+                        tmp = target.with_name(f".{target.name}.new")
+                        tmp.write_text(value)
+                        tmp.chmod(target.stat().st_mode & 0o777 if target.exists() else 0o644)
+                        tmp.replace(target)
+                    except (containers.VolumeError, OSError) as exc:
+                        log.warning("event=token_refresh_failed pod=%s/%s error=%s", *key, exc)
+                        continue
+                    rp.tokens_at = now
+                    log.info("event=token_refreshed pod=%s/%s volume=%s", *key, volume["name"])
 
     def write_volumes(self, root: Path, volumes: containers.Volumes) -> list[dict[str, Any]]:
         """Make every volume's content on the host; the mounts lab.podinit makes from them."""
