@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.controller_lab import CONTROLLER_TREE, AsyncClient, controller_env
+from bench.controller_lab import CONTROLLER_TREE, AsyncClient, controller_env, peak_rss_mb
 from lab.apiserver.process import ApiServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -222,6 +222,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "unique_ips": unique,
                     "controller_cpu_s": round(cpu_seconds(controller.pid) - cpu_before[0], 1),
                     "apiserver_cpu_s": round(cpu_seconds(server.pid) - cpu_before[1], 1),
+                    "controller_peak_rss_mb": round(peak_rss_mb(controller.pid), 1),
                 }
             return results
         finally:
