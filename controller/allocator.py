@@ -123,7 +123,6 @@ class _PoolState:
 
 class Allocator:
     def __init__(self, config: Config) -> None:
-        self._config = Config()
         self._pools: dict[str, _PoolState] = {}
         # version -> (sorted range starts, parallel (last, pool name)) for IP -> pool lookups by bisection
         self._lookup: dict[int, tuple[list[int], list[tuple[int, str]]]] = {}
@@ -217,7 +216,6 @@ class Allocator:
         avoid-buggy-ips), moved to a pool the Service may not use (serviceAllocation, address-pool
         annotation), or were split across pools. Callers should assign() those again.
         """
-        self._config = config
         lookup: dict[int, list[tuple[int, int, str]]] = {}
         for pool in config.pools:
             for r in pool.ranges:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from common.pools import Config
+from common.pools import Config, IPAddress
 from common.services import POOL_ANNOTATION_OUT, PREFIXES, assigned_ips, is_handled
 from controller import metrics
 from controller.allocator import Allocator, Assignment
@@ -23,7 +23,6 @@ from controller.caches import Caches, labels_of
 from controller.reconcile import (
     UNCHANGED,
     Event,
-    IPAddress,
     creation_order,
     reconcile_service,
     restore_assignments,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from common.errors import RequestError
+from common.pools import IPAddress
 from common.services import POOL_ANNOTATION_OUT, assigned_ips, ingress_for, is_handled, service_key
 from controller.allocator import AllocationError, Allocator, Assignment, PoolStats
 from controller.requests import FamilyMismatch, holding_request, parse_service
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 UNCHANGED: Any = object()  # marker: leave the pool annotation as it is
 

@@ -15,7 +15,6 @@ __all__ = [
     "FamilyMismatch",
     "RequestError",
     "ServiceRequest",
-    "families_of",
     "holding_request",
     "parse_service",
 ]
@@ -176,10 +175,6 @@ def _families(spec: Mapping[str, Any]) -> tuple[tuple[int, ...], bool, bool]:
     return tuple(listed), policy == "RequireDualStack", explicit_dual
 
 
-def families_of(ips: Sequence[IPAddress]) -> tuple[int, ...]:
-    return tuple(ip.version for ip in ips)
-
-
 def parse_service(service: Mapping[str, Any], namespace_labels: Mapping[str, str]) -> ServiceRequest:
     """The allocation request of a Service; raises RequestError naming the field for malformed input."""
     metadata = _mapping(service.get("metadata"))
@@ -285,6 +280,6 @@ def holding_request(
         ports=ports,
         external_traffic_policy=policy,
         selector=selector,
-        families=families_of(ips),
+        families=tuple(ip.version for ip in ips),
         require_all_families=False,
     )

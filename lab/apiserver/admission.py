@@ -13,10 +13,10 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+from common.pools import IPAddress
 from lab.apiserver.errors import ApiError, Cause
 from lab.apiserver.services import ServiceRegistry
 from lab.apiserver.validation import (
-    IPAddress,
     check_dns1123_label,
     check_dns1123_subdomain,
     check_label_map,

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from common.pools import IPAddress
 from lab.apiserver.errors import ApiError, Cause
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -133,8 +134,6 @@ LABEL_VALUE_MSG = (
     "for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
 )
 
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # k8s.io/apimachinery/pkg/util/validation/ip.go (parseIP)
 IP_INVALID_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
