@@ -66,6 +66,14 @@ def test_label_values_at_the_bounds() -> None:
             "f.matchExpressions[0].values[0]: must be a string, got null",
         ),
         (
+            {"key": "k", "operator": "In", "values": ["ok", 5]},
+            "f.matchExpressions[0].values[1]: must be a string, got integer",
+        ),
+        (
+            {"key": "k", "operator": "Exists", "value": ["x"]},
+            "f.matchExpressions[0].value: unknown field 'value'",
+        ),
+        (
             {"key": "k", "operator": "In", "values": ["ok", "-bad"]},
             f"f.matchExpressions[0].values[1]: invalid label value '-bad': {VALUE_RULE}",
         ),
