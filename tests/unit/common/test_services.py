@@ -143,3 +143,9 @@ def test_projection_of_odd_values() -> None:
     }
     cluster_ip = {"spec": {"type": "ClusterIP", "loadBalancerClass": "x", "selector": {"app": "web"}}}
     assert project_service(cluster_ip)["spec"] == {"type": "ClusterIP", "loadBalancerClass": "x"}
+
+
+def test_projection_of_a_service_without_a_selector() -> None:
+    """A Service with hand-made endpoints has no selector: nothing to drop."""
+    projected = project_service(service(externalTrafficPolicy="Cluster"))
+    assert projected["spec"] == {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster"}

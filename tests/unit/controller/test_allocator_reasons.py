@@ -144,3 +144,36 @@ def test_interval_set_joins_in_the_middle() -> None:
     assert list(s.intervals()) == [(0, 0), (2, 4), (6, 6)]
     assert s.add(1)
     assert list(s.intervals()) == [(0, 4), (6, 6)] and s.count == 6
+
+
+def test_require_dual_stack_from_a_named_pool_that_has_both() -> None:
+    allocator = Allocator(config(pool("p", "10.0.0.1-10.0.0.2", "fd00::1-fd00::2")))
+    wanted = request("ns/a", pool="p", families=(4, 6), require_all=True)
+    assert allocator.assign(wanted).ips == (ip("10.0.0.1"), ip("fd00::1"))
+
+
+def test_full_pools_are_the_ones_waited_on() -> None:
+    allocator = Allocator(config(pool("a", "10.0.0.1/32"), pool("b", "10.1.0.1/32")))
+    allocator.assign(request("ns/x"))
+    allocator.assign(request("ns/y"))
+    named = refusal(allocator, request("ns/z", pool="a"))
+    assert (named.reason, named.waiting_on) == ('no available IPs in pool "a"', ("a",))
+    anywhere = refusal(allocator, request("ns/z"))
+    assert (anywhere.reason, anywhere.waiting_on) == ('no available IPs in pools "a", "b"', ("a", "b"))
+
+
+def test_a_sharing_key_still_finds_its_other_ips_after_one_is_freed() -> None:
+    allocator = Allocator(config(pool("p", "10.0.0.1-10.0.0.4")))
+    for name in ("a", "b", "c"):  # same key, same port: each needs its own IP
+        allocator.assign(request(f"ns/{name}", sharing_key="k"))
+    allocator.release("ns/a")  # 10.0.0.1 is free again; 10.0.0.2 and .3 are still shared under "k"
+    joined = allocator.assign(request("ns/d", sharing_key="k", ports=((81, "TCP"),)))
+    assert joined.ips == (ip("10.0.0.2"),)
+    assert allocator.consistency_problems() == []
+
+
+def test_interval_set_joins_on_one_side() -> None:
+    s = IntervalSet.from_ranges([(0, 0), (5, 5)])
+    assert s.add(1) and list(s.intervals()) == [(0, 1), (5, 5)]
+    assert s.add(4) and list(s.intervals()) == [(0, 1), (4, 5)]
+    assert 1 in s and 2 not in s and s.count == 4
