@@ -60,7 +60,7 @@ class Survivor:
     status: str  # survived, no tests, suspicious, ...
     file: str  # common/config.py
     function: str  # _type_name, or Class.method
-    added: str  # the mutated line(s), stripped, joined by " / "
+    added: str  # the mutated line(s), stripped, joined by " / " (mutated_lines)
     diff: str
 
     @property
@@ -177,11 +177,20 @@ def survivors_of(workdir: Path, left: list[tuple[str, str]]) -> list[Survivor]:
     found = []
     for name, status in left:
         diff = diffs[name].strip()
-        lines = diff.splitlines()
-        added = [line[1:].strip() for line in lines if line.startswith("+") and not line.startswith("+++")]
         file, function = where(name)
-        found.append(Survivor(name, status, file, function, " / ".join(added), diff))
+        found.append(Survivor(name, status, file, function, mutated_lines(diff), diff))
     return found
+
+
+def mutated_lines(diff: str) -> str:
+    """How docs/testing.md names a mutant's change: its added lines, stripped and joined by " / ", or, for a
+    mutant that only deletes (a keyword argument dropped), "deleted: " and the deleted lines."""
+    lines = diff.splitlines()
+    added = [line[1:].strip() for line in lines if line.startswith("+") and not line.startswith("+++")]
+    if added:
+        return " / ".join(added)
+    removed = [line[1:].strip() for line in lines if line.startswith("-") and not line.startswith("---")]
+    return "deleted: " + " / ".join(removed)
 
 
 def equivalents(docs: Path) -> dict[tuple[str, str, str], str]:

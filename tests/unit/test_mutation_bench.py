@@ -42,3 +42,10 @@ def test_equivalent_entries_are_read_from_the_docs(tmp_path: Path) -> None:
             "return i if i >= 0 and self._ends[i] >= value else -2",
         ): "callers only test the sign."
     }
+
+
+def test_a_mutant_is_named_by_its_added_lines_or_what_it_deletes() -> None:
+    changed = "--- a.py\n+++ a.py\n@@ -1 +1 @@\n-    x = 1\n+    x = 2\n"
+    assert mutation.mutated_lines(changed) == "x = 2"
+    dropped = "--- a.py\n+++ a.py\n@@ -1,2 +1,1 @@\n     f(\n-        protocol=protocol,\n"
+    assert mutation.mutated_lines(dropped) == "deleted: protocol=protocol,"
