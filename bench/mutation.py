@@ -64,6 +64,11 @@ class Survivor:
     diff: str
 
     @property
+    def key(self) -> tuple[str, str, str]:
+        """What docs/testing.md lists an equivalent mutant under."""
+        return self.file, self.function, self.added
+
+    @property
     def package(self) -> str:
         return self.name.split(".", 1)[0]
 
@@ -239,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rerun-survivors",
         action="store_true",
-        help="with the --workdir of an earlier run: test again only the mutants that survived it",
+        help="with the --workdir of an earlier run: test again only the mutants it did not kill, except "
+        "those docs/testing.md explains",
     )
     args = parser.parse_args(argv)
     packages = args.packages or default_packages()
@@ -269,10 +275,19 @@ def main(argv: list[str] | None = None) -> int:
 
     again = []
     if args.rerun_survivors:
-        again = [name for name, status in statuses(workdir).items() if status not in (*KILLED, "skipped")]
-        print(f"testing again the {len(again)} mutants that survived the last run")
+        # Those docs/testing.md explains are not tested again: a survivor that is equivalent stays one, and
+        # it costs the most (every test that reaches it runs to the end).
+        left = sorted(
+            (name, status)
+            for name, status in statuses(workdir).items()
+            if status not in (*KILLED, "skipped") and name.split(".")[0] in packages
+        )
+        explained = equivalents(DOCS)
+        again = [m.name for m in survivors_of(workdir, left) if m.key not in explained]
+        print(f"testing again {len(again)} mutants not killed last time ({len(left) - len(again)} explained)")
     began = time.monotonic()
-    mutmut(workdir, "run", "--max-children", str(args.max_children), *again, capture=False)
+    if again or not args.rerun_survivors:  # mutmut run without names would test every mutant
+        mutmut(workdir, "run", "--max-children", str(args.max_children), *again, capture=False)
     status = report_on(workdir, packages, args.min_score, time.monotonic() - began, args.max_children)
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -286,7 +301,7 @@ def report_on(
     left = sorted((name, status) for name, status in results.items() if status not in (*KILLED, "skipped"))
     survivors = survivors_of(workdir, left)
     explained = equivalents(DOCS)
-    unexplained = [s for s in survivors if (s.file, s.function, s.added) not in explained]
+    unexplained = [s for s in survivors if s.key not in explained]
 
     print()
     print("\n".join(report(results, packages)))
