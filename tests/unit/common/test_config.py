@@ -800,3 +800,13 @@ def test_only_merged_keys_count_against_the_merge_limit() -> None:
     """12,000 keys written out (no merge key anywhere) are a plain large document, not a merge expansion."""
     text = "peers:\n" + "".join("- {a: 1, b: 2, c: 3, d: 4}\n" for _ in range(3000))
     assert parse_configmap(cm(text), CM) == ()
+
+
+def test_the_pool_blamed_is_found_by_its_whole_name_not_a_prefix() -> None:
+    """Pool "pool" overlaps pool "p": the event goes on "pool", although "IPAddressPool metallb-system/p" is a
+    prefix of its source."""
+    first = ipap("p", {"addresses": ["10.0.0.0/24"]})
+    later = ipap("pool", {"addresses": ["10.0.0.128/25"]})
+    with pytest.raises(ConfigProblem) as problem:
+        rebuild_config(None, [first, later], [])
+    assert problem.value.target == ("IPAddressPool", "metallb-system", "pool")
