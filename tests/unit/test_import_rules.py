@@ -1,7 +1,9 @@
 """Which package may import which, checked on every import statement of the tree (parsed, not run).
 
 - The components (controller, speaker, dataplane) never import lab/ or one another: they share common/ (pure
-  models) and k8s/ (the Kubernetes shell).
+  models) and k8s/ (the Kubernetes shell). k8s/ is their only way to the API: no component imports a
+  Kubernetes or HTTP client library itself (the controller's kopf is its operator framework, not its client).
+- The controller and lab/ are built on k8s/.
 - common/ is pure: no Kubernetes client, no kopf, no network or kernel access, no subprocess.
 - k8s/ serves the components: it imports none of them, and nothing of lab/.
 """
@@ -28,9 +30,12 @@ IO_MODULES = (
     "requests",
 )
 
+# What only k8s/ may use to reach the API server.
+CLIENT_LIBRARIES = ("kubernetes", "aiohttp", "urllib3", "requests")
+
 # package -> top-level modules it must not import
 FORBIDDEN: dict[str, set[str]] = {
-    **{c: {"lab", *(other for other in COMPONENTS if other != c)} for c in COMPONENTS},
+    **{c: {"lab", *CLIENT_LIBRARIES, *(other for other in COMPONENTS if other != c)} for c in COMPONENTS},
     "common": {"lab", "k8s", *COMPONENTS, *IO_MODULES},
     "k8s": {"lab", *COMPONENTS},
 }
@@ -63,21 +68,36 @@ def imported_modules(source: str, module: str) -> Iterator[tuple[int, str]]:
             yield node.lineno, node.args[0].value
 
 
-def violations(package: str, root: Path = REPO) -> list[str]:
-    found = []
+def imports_of(package: str, root: Path = REPO) -> Iterator[tuple[str, int, str]]:
+    """(file, line, module) of every import in `package`."""
     for path in sorted((root / package).rglob("*.py")):
         relative = path.relative_to(root)
         module = ".".join(relative.with_suffix("").parts)
         for line, name in sorted(imported_modules(path.read_text(), module)):
-            if name.split(".")[0] in FORBIDDEN[package]:
-                found.append(f"{relative}:{line} imports {name}")
-    return found
+            yield str(relative), line, name
+
+
+def violations(package: str, root: Path = REPO) -> list[str]:
+    return [
+        f"{relative}:{line} imports {name}"
+        for relative, line, name in imports_of(package, root)
+        if name.split(".")[0] in FORBIDDEN[package]
+    ]
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_package_imports_only_what_its_layer_may(package: str) -> None:
     assert (REPO / package).is_dir()
     assert violations(package) == []
+
+
+@pytest.mark.parametrize("package", ["controller", "lab"])
+def test_the_controller_and_lab_are_built_on_the_shared_shell(package: str) -> None:
+    """Their client, informers, Lease and Events are k8s/'s: each of those modules is imported."""
+    used = {name for _, _, name in imports_of(package) if name.split(".")[0] == "k8s"}
+    assert {"k8s.client", "k8s.informer"} <= used, sorted(used)
+    if package == "controller":
+        assert {"k8s.leader", "k8s.events", "k8s.serving", "k8s.workqueue"} <= used, sorted(used)
 
 
 def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
@@ -91,11 +111,14 @@ def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
         "    import lab.apiserver\n"
         "    return importlib.import_module('dataplane.model')\n"
         "from .. import election\n"  # speaker.election: allowed
+        "import kubernetes.client\n"
+        "from k8s.client import Client\n"  # allowed
     )
     assert violations("speaker", tmp_path) == [
         "speaker/sub/deep.py:2 imports controller",
         "speaker/sub/deep.py:4 imports lab.apiserver",
         "speaker/sub/deep.py:5 imports dataplane.model",
+        "speaker/sub/deep.py:7 imports kubernetes.client",
     ]
     common = tmp_path / "common"
     common.mkdir()
