@@ -1,10 +1,12 @@
-"""The speaker runs with exactly the RBAC we ship (config/speaker-rbac.yaml) and nothing else (root).
+"""The speaker runs with exactly the RBAC (config/speaker-rbac.yaml) and the Linux capabilities
+(config/speaker.yaml) we ship, and nothing else (root).
 
 The lab's network (namespaces only) and an API server enforcing RBAC on the lab's management gateway; the
 speaker of node1 runs in node1's namespace, in-cluster, with its service account's token. The admin plays the
 controller and the endpoint controller. The speaker must do all its writes (its Lease: create, renew,
 delete on SIGTERM; a ServiceL2Status: create, status patch, delete; Events) without one 403, and with one
-rule removed the same run sees the 403, so the test can fail.
+rule removed the same run sees the 403, so the test can fail. Its process holds only the capabilities the
+DaemonSet adds (a bounding set of NET_RAW, no new privileges), so answering ARP proves that is enough.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 SPEAKER_USER = "system:serviceaccount:ironlb-speaker:ironlb-speaker"
 SPEAKER_TOKEN = "ilbt-speaker-token-9d2e7a41c0"
 SHIPPED_RBAC = CONFIG / "speaker-rbac.yaml"
+SHIPPED_DAEMONSET = CONFIG / "speaker.yaml"
 
 
 @dataclass
@@ -141,9 +144,21 @@ def cluster_objects(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", "-", input=json.dumps(endpoints))
 
 
+def shipped_capabilities() -> list[str]:
+    """The capabilities the speaker's container keeps: it drops ALL and adds these."""
+    daemonset = next(
+        doc for doc in yaml.safe_load_all(SHIPPED_DAEMONSET.read_text()) if doc and doc["kind"] == "DaemonSet"
+    )
+    container = next(c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "speaker")
+    capabilities = container["securityContext"]["capabilities"]
+    assert capabilities["drop"] == ["ALL"], capabilities
+    return [str(name) for name in capabilities["add"]]
+
+
 def start_speaker(rbac_lab: RbacLab) -> subprocess.Popen[bytes]:
     """`python -m speaker --node node1` as its pod runs it: in node1's netns, no kubeconfig anywhere, the
-    service account's token, CA and namespace mounted in a private mount namespace."""
+    service account's token, CA and namespace mounted in a private mount namespace, with only the container's
+    capabilities (root keeps nothing outside the bounding set: setpriv narrows it, as the runtime does)."""
     account = rbac_lab.directory / "serviceaccount"
     account.mkdir(exist_ok=True)
     (account / "token").write_text(SPEAKER_TOKEN)
@@ -174,6 +189,10 @@ def start_speaker(rbac_lab: RbacLab) -> subprocess.Popen[bytes]:
         MOUNT_AND_EXEC,
         str(account),
         SERVICE_ACCOUNT_DIR,
+        "setpriv",
+        "--bounding-set",
+        ",".join(["-all", *(f"+{name.lower()}" for name in shipped_capabilities())]),
+        "--no-new-privs",
         sys.executable,
         "-m",
         "speaker",
@@ -186,6 +205,17 @@ def start_speaker(rbac_lab: RbacLab) -> subprocess.Popen[bytes]:
     ]
     log = (rbac_lab.directory / "speaker.log").open("wb")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+
+CAP_NET_RAW = 13
+
+
+def capabilities_of(launcher: subprocess.Popen[bytes]) -> int:
+    """The effective capabilities of the speaker: ip netns exec, unshare (no --fork), sh and setpriv each exec
+    the next, so the Python process has the launcher's PID."""
+    status = Path(f"/proc/{launcher.pid}/status").read_text()
+    assert b"speaker" in Path(f"/proc/{launcher.pid}/cmdline").read_bytes(), "not the speaker's process"
+    return int(status.split("CapEff:")[1].split()[0], 16)
 
 
 def speaker_log(rbac_lab: RbacLab) -> str:
@@ -209,6 +239,9 @@ def test_speaker_works_with_exactly_the_shipped_rbac(rbac_lab: RbacLab) -> None:
 
         nodes = wait_for("the ServiceL2Status", listed, timeout=40)
         assert "node1" in nodes and "nginx-metallb" in nodes, speaker_log(rbac_lab)
+        assert shipped_capabilities() == ["NET_RAW"]
+        effective = capabilities_of(speaker)
+        assert effective == 1 << CAP_NET_RAW, f"the speaker runs with capabilities {effective:#x}"
         client = rbac_lab.lab.plan.node("client").netns
         answer = ns_run(client, "arping", "-c", "1", "-w", "3", "-I", "eth1", "192.168.10.90").stdout
         assert REPLY.search(answer), answer
