@@ -5,10 +5,12 @@ interfaces that come and go."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from k8s.client import Client
 from tests.controller.helpers import apply, events, service, wait_event, wait_for, wait_ips
 from tests.lab.conftest import ns_run
 from tests.speaker.helpers import NODES, SpeakerLab, deployment
@@ -122,6 +124,11 @@ def test_ipv6_and_dual_stack_service(speaker_lab: SpeakerLab) -> None:
     assert sorted(wait_ips(kubectl, "dual", timeout=30)) == ["192.168.10.80", "fd00:10::80"]
     v4_owner = one_mac(speaker_lab, "192.168.10.80")
     v6_owner = one_mac(speaker_lab, "fd00:10::80")
+    # The owner joined the IP's solicited-node group (so a NIC's filter and MLD-snooping switches let the
+    # NS through); no other node did. The nodes' own addresses (fd00:10::1x) have groups of their own.
+    for node in NODES:
+        groups = ns_run(speaker_lab.netns(node), "ip", "-6", "maddr", "show", "dev", "eth1").stdout
+        assert ("ff02::1:ff00:80" in groups) == (node == v6_owner), (node, groups)
     # Keyed by IP: each family has its own owner, and kubectl shows every announcing node.
     wait_for(
         "statuses of both owners", lambda: speaker_lab.status_nodes("dual") == sorted({v4_owner, v6_owner})
@@ -265,6 +272,18 @@ def test_bad_advertisements_and_interfaces_that_come_and_go(speaker_lab: Speaker
     wait_for("removal noticed", lambda: "removed=lan2" in speaker_lab.speakers[owner].log(), timeout=10)
     assert speaker_lab.speakers[owner].alive()
     assert one_mac(speaker_lab, ip, "after lan2 went away") == owner
+    # The owner's speaker starts while its advertisement names interfaces it lacks (eth9, lan2): a log line
+    # naming the object and the field, no crash, and the IP announced on eth1 again.
+    speaker_lab.speakers[owner].stop()
+    speaker_lab.speakers[owner].start()
+    wait_for("the owner answering again", lambda: speaker_lab.owner_by_arp(ip) == owner, timeout=30)
+    log = speaker_lab.speakers[owner].log()
+    for missing in ("eth9", "lan2"):
+        line = f"spec.interfaces: interface '{missing}' does not exist on node '{owner}'"
+        assert (
+            f'kind=L2Advertisement object=metallb-system/extra reason=InterfaceNotFound message="{line}'
+            in log
+        )
     # A bad selector: a Warning and a log line from the speakers; every other advertisement keeps working.
     apply(kubectl, BROKEN)
     try:
@@ -284,3 +303,82 @@ def test_bad_advertisements_and_interfaces_that_come_and_go(speaker_lab: Speaker
     finally:
         kubectl("delete", "l2advertisement", "broken", "-n", "metallb-system", check=False)
     assert not events(kubectl, "extra", reason="announceFailed")
+
+
+MANY_POOL = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: many, namespace: metallb-system}
+spec:
+  addresses: [192.168.10.200-192.168.10.239]
+  autoAssign: false
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: many, namespace: metallb-system}
+spec:
+  ipAddressPools: [many]
+"""
+
+
+def speaker_writes(speaker_lab: SpeakerLab, seconds: int) -> dict[str, int]:
+    """What the speakers write to the API in the next ``seconds``: Lease updates, ServiceL2Status writes and
+    Events from the speakers, counted from watches that start now."""
+    client = Client.load(str(speaker_lab.lab.paths.kubeconfig))
+    paths = {
+        "lease": "/apis/coordination.k8s.io/v1/namespaces/metallb-system/leases",
+        "servicel2status": "/apis/metallb.io/v1beta1/servicel2statuses",
+        "event": "/api/v1/events",
+    }
+    counts = dict.fromkeys(paths, 0)
+    watches = {
+        kind: client.watch(
+            path, client.get(path)["metadata"]["resourceVersion"], timeout_seconds=seconds, bookmarks=False
+        )
+        for kind, path in paths.items()
+    }
+
+    def count(kind: str) -> None:
+        for change in watches[kind]:
+            obj = change["object"]
+            if kind == "lease" and not obj["metadata"]["name"].startswith("ironlb-speaker-"):
+                continue
+            if kind == "event" and (obj.get("source") or {}).get("component") != "metallb-speaker":
+                continue
+            counts[kind] += 1
+
+    try:
+        with ThreadPoolExecutor(len(paths)) as pool:
+            list(pool.map(count, paths))
+    finally:
+        for watch in watches.values():
+            watch.close()
+        client.close()
+    return counts
+
+
+def test_api_writes_in_a_steady_state_do_not_grow_with_services(speaker_lab: SpeakerLab) -> None:
+    """Liveness writes one Lease per speaker; while nothing changes, nothing is written per Service."""
+    kubectl = speaker_lab.kubectl
+    apply(kubectl, MANY_POOL)
+    apply(kubectl, deployment("many"))
+    names = [f"many-{index:02d}" for index in range(30)]
+    services = [
+        service(name, annotations={"metallb.io/address-pool": "many"}, selector={"app": "many"})
+        for name in names
+    ]
+    apply(kubectl, "\n---\n".join(services))
+    try:
+
+        def all_shown() -> bool:
+            shown = kubectl("get", "servicel2status", "-A", "--no-headers").stdout
+            return all(f" {name} " in shown for name in names)
+
+        wait_for("a ServiceL2Status for every Service", all_shown, timeout=60)
+        seconds = 6
+        writes = speaker_writes(speaker_lab, seconds)
+        # Leases renew once a second at this size (docs/speaker.md): 3 speakers, a margin of two each.
+        assert 0 < writes["lease"] <= len(NODES) * (seconds + 2), writes
+        assert writes["servicel2status"] == 0 and writes["event"] == 0, writes
+    finally:
+        kubectl("delete", "service", *names, "--wait=false", check=False)
