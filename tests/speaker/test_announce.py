@@ -293,7 +293,10 @@ def test_bad_advertisements_and_interfaces_that_come_and_go(speaker_lab: Speaker
 
         event = wait_for("the speakers' InvalidConfig event", from_speakers)[0]
         assert event["type"] == "Warning" and "ignores it" in event["message"], event
-        assert "event=invalid_l2advertisement" in speaker_lab.speakers[owner].log()
+        field = "spec.nodeSelectors[0].matchExpressions[0].operator"
+        assert field in event["message"], event
+        log = speaker_lab.speakers[owner].log()
+        assert "event=invalid_l2advertisement object=metallb-system/broken" in log and field in log
         assert one_mac(speaker_lab, ip, "with a broken advertisement around") == owner
         assert len(speaker_lab.arping("192.168.10.90")) == 1
         assert all(s.alive() for s in speaker_lab.speakers.values())
@@ -307,7 +310,7 @@ apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: many, namespace: metallb-system}
 spec:
-  addresses: [192.168.10.200-192.168.10.239]
+  addresses: [192.168.10.160-192.168.10.199]  # below the client (.200)
   autoAssign: false
 ---
 apiVersion: metallb.io/v1beta1
