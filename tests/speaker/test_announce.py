@@ -370,11 +370,16 @@ def test_api_writes_in_a_steady_state_do_not_grow_with_services(speaker_lab: Spe
     apply(kubectl, "\n---\n".join(services))
     try:
 
-        def all_shown() -> bool:
+        def not_shown() -> list[str]:
             shown = kubectl("get", "servicel2status", "-A", "--no-headers").stdout
-            return all(f" {name} " in shown for name in names)
+            return [name for name in names if f" {name} " not in shown]
 
-        wait_for("a ServiceL2Status for every Service", all_shown, timeout=60)
+        try:
+            wait_for("a ServiceL2Status for every Service", lambda: not not_shown(), timeout=90)
+        except AssertionError as timeout:
+            missing = not_shown()
+            table = kubectl("get", "service", *missing, "-o", "wide", check=False).stdout
+            raise AssertionError(f"{timeout}\n{table}\n{speaker_lab.speaker_log()}") from None
         seconds = 6
         writes = speaker_writes(speaker_lab, seconds)
         # Leases renew once a second at this size (docs/speaker.md): 3 speakers, a margin of two each.
