@@ -4,6 +4,7 @@ tokens (the TokenRequest API, accepted as the account's identity under RBAC, rev
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from lab import podlogs
 from lab.apiserver.process import ApiServerProcess
 from tests.apiserver.rest import Rest
-from tests.conftest import make_kubectl
+from tests.conftest import KUBECTL, make_kubectl
 
 PODS = "/api/v1/namespaces/default/pods"
 TOKEN = "/api/v1/namespaces/default/serviceaccounts/default/token"
@@ -106,3 +107,20 @@ def test_pod_logs_are_served_from_the_kubelets_files(server: tuple[ApiServerProc
     assert kubectl("logs", "p3", "--previous").stdout == "first run\ncrashed\n"
     wrong = kubectl("logs", "p3", "-c", "other", check=False)
     assert wrong.returncode != 0 and "container other is not valid for pod p3" in wrong.stderr
+
+    # -f streams what the container writes next, and ends with the pod.
+    follow = subprocess.Popen(
+        [str(KUBECTL), "--kubeconfig", str(srv.kubeconfig), "logs", "-f", "p3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follow.stdout is not None and follow.stdout.readline() == "one\n"  # it is streaming
+        with podlogs.container_log(logs, "default", "p3", uid, "c", 1).open("a") as out:
+            out.write("four\n")
+        assert [follow.stdout.readline() for _ in range(3)] == ["two\n", "three\n", "four\n"]
+        rest.ok("DELETE", f"{PODS}/p3", gracePeriodSeconds=0)
+        assert follow.wait(timeout=10) == 0
+    finally:
+        follow.kill()
+        follow.wait()
