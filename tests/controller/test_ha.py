@@ -9,7 +9,15 @@ import time
 import pytest
 
 from tests.controller.conftest import Cluster, StartController
-from tests.controller.helpers import all_assigned, apply, configmap, get_json, service, wait_for
+from tests.controller.helpers import (
+    ControllerProcess,
+    all_assigned,
+    apply,
+    configmap,
+    get_json,
+    service,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,10 +55,21 @@ def reporters(cluster: Cluster) -> set[str]:
 def test_two_replicas_never_double_assign_and_fail_over(cluster: Cluster, start_controller: StartController):
     kubectl = cluster.kubectl
     apply(kubectl, configmap(POOLS))
-    # Both race for the Lease from the start.
+    # Both race for the Lease from the start. A start-up takes up to ~10 s on a loaded 2-core machine (the
+    # imports alone): wait as long as ControllerProcess.wait_started does.
     first = start_controller("--identity", "replica-a", wait_started=False)
     second = start_controller("--identity", "replica-b", wait_started=False)
-    wait_for("a leader", lambda: "event=started" in first.log() + second.log())
+    try:
+        wait_for("a leader", lambda: "event=started" in first.log() + second.log(), timeout=30)
+        serve_and_fail_over(cluster, first, second)
+    finally:
+        # Not left to the module's teardown: a replica still holding the Lease would stall the next test.
+        first.kill()
+        second.kill()
+
+
+def serve_and_fail_over(cluster: Cluster, first: ControllerProcess, second: ControllerProcess) -> None:
+    kubectl = cluster.kubectl
     leader, standby = (first, second) if "event=started" in first.log() else (second, first)
     leader_id = "replica-a" if leader is first else "replica-b"
     standby_id = "replica-b" if leader is first else "replica-a"
