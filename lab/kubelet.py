@@ -7,9 +7,9 @@
 Runs in the host network namespace (it reaches the API server on 127.0.0.1) and acts on the node's netns
 by name. Each pod gets a netns `<prefix>-p-<node>-<hash>`, a veth `<prefix>-<hash>` on the node's pod
 bridge, an address from the node's pod CIDR(s) and `python -m lab.echoserver` on its containerPorts.
-Pods of ironlb's own image run the component instead (lab.containers: its command and args, environment,
-volumes with the service account's token, user and capabilities), hostNetwork ones in the node's netns,
-probed by their httpGet probes; their output goes where `kubectl logs` reads it (lab.podlogs). A
+Pods of ironlb's own image run the component instead (lab.runtime and lab.containers: its command and
+args, environment, volumes with the service account's token, user and capabilities), hostNetwork ones in the
+node's netns, probed by their httpGet probes; their output goes where `kubectl logs` reads it. A
 record per pod in the state dir lets a restarted kubelet adopt the pods that still run (or clean up those
 that don't); SIGTERM tears every pod down. One thread watches the pods; the main thread does all the
 work, so there are no races.
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import ipaddress
 import json
 import logging
 import os
 import platform
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,10 +39,11 @@ from k8s.client import ApiError, Client
 from k8s.events import EventRecorder
 from k8s.informer import Handlers, Informer
 from k8s.meta import JSON, resource_path, rfc3339
-from lab import containers, podlogs, podspec, probes
+from lab import containers, podspec, probes
 from lab import pods as podnet
 from lab.ipam import IpamError, PodAddresses, PodIpam
 from lab.logsetup import configure_logging
+from lab.runtime import ComponentRuntime
 from lab.supervisor import is_running, signal_and_wait, start_time
 
 log = logging.getLogger("lab.kubelet")
@@ -126,10 +125,8 @@ class Kubelet:
             watch_timeout=60,  # as lab.controllers' WATCH_TIMEOUT
         )
         self.recorder = EventRecorder(kube, "kubelet", instance=self.node, host=self.node)
-        self.pod_log_dir = Path(args.pod_log_dir) if args.pod_log_dir else self.state_dir / "pod-logs"
-        self.volumes_dir = self.state_dir / "volumes"
-        ca_path = getattr(kube.configuration, "ssl_ca_cert", None)
-        self.ca_pem = Path(ca_path).read_bytes() if ca_path else b""
+        pod_log_dir = Path(args.pod_log_dir) if args.pod_log_dir else self.state_dir / "pod-logs"
+        self.runtime = ComponentRuntime(kube, self.node, self.host_ips, self.state_dir, pod_log_dir)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
@@ -480,7 +477,8 @@ class Kubelet:
         (a missing Secret or ConfigMap) the container waits and is retried."""
         container = pod["spec"]["containers"][0]
         try:
-            plan = self.container_plan(pod, container, rp)
+            pod_ips = [ip for ip in (rp.ipv4, rp.ipv6) if ip]
+            plan = self.runtime.plan(pod, container, pod_ips, rp.host_network)
         except containers.ContainerConfigError as exc:
             volume = isinstance(exc, containers.VolumeError)
             reason = "ContainerCreating" if volume else "CreateContainerConfigError"
@@ -495,38 +493,7 @@ class Kubelet:
             rp.proc, rp.ready = None, False
             return
         rp.waiting = rp.waiting_message = ""
-        volume_root = self.volumes_dir / rp.uid
-        mounts = self.write_volumes(volume_root, plan.volumes)
-        spec_file = self.run_dir / f"{rp.uid}.json"
-        spec_file.touch(mode=0o600)
-        scratch = volume_root / ".scratch"
-        scratch.mkdir(parents=True, exist_ok=True)
-        spec_file.write_text(
-            json.dumps(
-                {
-                    "scratch": str(scratch),
-                    "mounts": mounts,
-                    "setpriv": containers.setpriv_argv(plan.privileges),
-                    "argv": plan.argv,
-                    "env": plan.env,
-                }
-            )
-        )
-        log_file = podlogs.container_log(
-            self.pod_log_dir, rp.namespace, rp.name, rp.uid, str(container.get("name") or ""), rp.restarts
-        )
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            "ip", "netns", "exec", rp.netns, "unshare", "--mount", "--propagation", "private",
-            sys.executable, "-m", "lab.podinit", str(spec_file),
-        ]  # fmt: skip
-        env = dict(os.environ)
-        paths = (str(podnet.REPO_ROOT), env.get("PYTHONPATH", ""))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-        with log_file.open("ab") as out:
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
-            )
+        proc = self.runtime.start(pod, container, rp.netns, rp.restarts, plan)
         rp.proc, rp.pid, rp.started_at, rp.exited = proc, proc.pid, rfc3339(), False
         rp.proc_start = start_time(proc.pid) or ""
         rp.tokens_at = time.monotonic()
@@ -547,81 +514,6 @@ class Kubelet:
             rp.namespace, rp.name, proc.pid, rp.restarts, plan.argv,
         )  # fmt: skip
 
-    def container_plan(self, pod: JSON, container: JSON, rp: RunningPod) -> containers.ContainerPlan:
-        facts = containers.PodFacts(
-            pod_ip=rp.ipv4,
-            host_ip=str(self.args.internal_ip),
-            pod_ips=tuple(ip for ip in (rp.ipv4, rp.ipv6) if ip),
-            host_ips=tuple(self.host_ips),
-        )
-        base = {
-            "PATH": containers.CONTAINER_PATH,
-            "HOME": "/",
-            "HOSTNAME": self.node if rp.host_network else rp.name,
-            **self.kubernetes_service_env(),
-        }
-        env = containers.container_env(pod, container, facts, self.configmap_data, self.secret_data, base)
-        token = functools.partial(self.service_account_token, pod)
-        volumes = containers.pod_volumes(pod, container, facts, self.configmap_data, self.secret_data, token)
-        return containers.ContainerPlan(
-            argv=containers.command_line(container, env, sys.executable),
-            env=env,
-            volumes=volumes,
-            privileges=containers.privileges(pod, container),
-            host_network=rp.host_network,
-        )
-
-    def kubernetes_service_env(self) -> dict[str, str]:
-        """KUBERNETES_SERVICE_HOST/PORT for the in-cluster config. The lab has no kube-proxy of its own
-        (ironlb's dataplane is optional, and it needs the API before it can program anything): the variables
-        name the API server's endpoint, the address the default/kubernetes Service's EndpointSlice holds, as
-        clusters without kube-proxy do (a `kubernetes-services-endpoint` ConfigMap)."""
-        path = resource_path("discovery.k8s.io/v1", "endpointslices", "default", "kubernetes")
-        found = self.kube.get_or_none(path)
-        endpoints = (found or {}).get("endpoints") or []
-        ports = (found or {}).get("ports") or []
-        if not endpoints or not ports:
-            return {}
-        host, port = str(endpoints[0]["addresses"][0]), str(ports[0]["port"])
-        url_host = f"[{host}]" if ":" in host else host
-        return {
-            "KUBERNETES_SERVICE_HOST": host,
-            "KUBERNETES_SERVICE_PORT": port,
-            "KUBERNETES_SERVICE_PORT_HTTPS": port,
-            "KUBERNETES_PORT": f"tcp://{url_host}:{port}",
-        }
-
-    def configmap_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        obj = self.kube.get_or_none(resource_path("v1", "configmaps", namespace, name))
-        if obj is None and name == "kube-root-ca.crt":
-            # kube-controller-manager's root-ca-cert-publisher puts the cluster CA in every namespace; the lab
-            # has no such controller, and the kubelet's own kubeconfig holds the same CA.
-            return {"ca.crt": self.ca_pem}
-        return None if obj is None else containers.configmap_data(obj)
-
-    def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        obj = self.kube.get_or_none(resource_path("v1", "secrets", namespace, name))
-        return None if obj is None else containers.decode_secret(obj)
-
-    def service_account_token(self, pod: JSON, account: str, audiences: Sequence[str], seconds: int) -> str:
-        """A token for the pod's service account, bound to the pod (the TokenRequest API)."""
-        meta = pod["metadata"]
-        spec: JSON = {
-            "expirationSeconds": seconds,
-            "boundObjectRef": {
-                "apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta.get("uid")
-            },
-        }
-        if audiences:
-            spec["audiences"] = list(audiences)
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
-        path = resource_path("v1", "serviceaccounts", str(meta.get("namespace")), account) + "/token"
-        try:
-            answer = self.kube.create(path, body)
-        except ApiError as exc:
-            raise containers.VolumeError(f"serviceaccounts/{account}/token: {exc}") from exc
-        return str(answer["status"]["token"])
-
     def refresh_tokens(self, now: float) -> None:
         """Rewrite a running pod's projected service-account tokens at 80% of their lifetime, as the kubelet
         does; the file is replaced inside the mounted directory, where the in-cluster client re-reads it."""
@@ -637,55 +529,15 @@ class Kubelet:
                     if token is None or now - rp.tokens_at < 0.8 * seconds:
                         continue
                     audiences = [str(token["audience"])] if token.get("audience") else []
-                    directory = self.volumes_dir / rp.uid / str(volume["name"])
-                    target = directory / str(token.get("path") or "token")
+                    path = str(token.get("path") or "token")
                     try:
-                        value = self.service_account_token(pod, account, audiences, seconds)
-                        tmp = target.with_name(f".{target.name}.new")
-                        tmp.write_text(value)
-                        tmp.chmod(target.stat().st_mode & 0o777 if target.exists() else 0o644)
-                        tmp.replace(target)
+                        value = self.runtime.service_account_token(pod, account, audiences, seconds)
+                        self.runtime.rewrite_token(pod, str(volume["name"]), path, value)
                     except (containers.VolumeError, OSError) as exc:
                         log.warning("event=token_refresh_failed pod=%s/%s error=%s", *key, exc)
                         continue
                     rp.tokens_at = now
                     log.info("event=token_refreshed pod=%s/%s volume=%s", *key, volume["name"])
-
-    def write_volumes(self, root: Path, volumes: containers.Volumes) -> list[dict[str, Any]]:
-        """Make every volume's content on the host; the mounts lab.podinit makes from them."""
-        sources: dict[str, Path] = {}
-        for name, source in volumes.sources.items():
-            path = root / name
-            if isinstance(source, containers.VolumeFiles):
-                staging = root / f".{name}.new"
-                shutil.rmtree(staging, ignore_errors=True)
-                staging.mkdir(parents=True)
-                for rel, (content, mode) in source.files.items():
-                    target = staging / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(content)
-                    target.chmod(mode)
-                shutil.rmtree(path, ignore_errors=True)
-                staging.rename(path)
-            elif isinstance(source, containers.EmptyDir):
-                path.mkdir(parents=True, exist_ok=True)
-                path.chmod(0o1777)
-            else:
-                path = Path(source.path)
-                if source.kind == "FileOrCreate" and not path.exists():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.touch()
-                elif source.kind == "DirectoryOrCreate":
-                    path.mkdir(parents=True, exist_ok=True)
-            sources[name] = path
-        return [
-            {
-                "source": str(sources[m.volume] / m.sub_path if m.sub_path else sources[m.volume]),
-                "target": m.target,
-                "read_only": m.read_only,
-            }
-            for m in volumes.mounts
-        ]
 
     def probe(self, key: tuple[str, str], rp: RunningPod, now: float) -> None:
         """Run the pod's due httpGet probes: readiness sets Ready, liveness past its threshold kills the
@@ -818,10 +670,7 @@ class Kubelet:
             podnet.teardown_network(self.args.netns, rp.netns, rp.veth)
             self.ipam.release(_ipam_key(key))
         if rp.local:
-            shutil.rmtree(self.volumes_dir / rp.uid, ignore_errors=True)
-            (self.run_dir / f"{rp.uid}.json").unlink(missing_ok=True)
-            logs = podlogs.pod_dir(self.pod_log_dir, rp.namespace, rp.name, rp.uid)
-            shutil.rmtree(logs, ignore_errors=True)
+            self.runtime.remove(rp.namespace, rp.name, rp.uid)
         (self.records_dir / f"{rp.netns}.json").unlink(missing_ok=True)
         (self.run_dir / f"{rp.netns}.ready").unlink(missing_ok=True)
         if self.pods.get(key) is rp:
