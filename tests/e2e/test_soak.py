@@ -1,9 +1,9 @@
-"""Issue 15's soak test (root, about 2 minutes): steady client traffic to the tutorial's LoadBalancer IP while
-the cluster is disturbed, and what the client saw.
+"""Issue 15's soak test (root, 2-3 minutes): steady client traffic to the tutorial's LoadBalancer IP while the
+cluster is disturbed, and what the client saw.
 
 The lab runs ironlb as a cluster would: the controller as 2 replicas with leader election (an exited replica
 is started again, as its Deployment's kubelet would), a speaker and a dataplane (nftables mode) in every
-node's network namespace. The client sends 20 requests/s to 192.168.10.90:8090 (bench/soak_traffic.py, 1 s
+node's network namespace. The client sends 20 requests/s to 192.168.10.90:8090 (bench/soak_traffic.py, 2 s
 timeout each) while:
 
 - other LoadBalancer Services churn all along (create, wait for the IP, reach it from the client, delete);
@@ -13,6 +13,8 @@ timeout each) while:
 - the controller leader is SIGKILLed;
 - the API server is stopped for 30 s, then started again on the same port and data dir; the client's
   neighbour entry is flushed every 5 s meanwhile, so ARP must be answered during the outage, not remembered.
+  20 s into the outage the announcing speaker is SIGKILLed too: the speakers' membership needs no API server,
+  so the survivors take the IP over; it is started again once the API server is back.
 
 Bounds a correct product meets:
 - no failed request outside the speakers' windows: not during the churn, the controller failover, the API
@@ -55,7 +57,12 @@ pytestmark = [pytest.mark.root, pytest.mark.timeout(420)]
 
 NODES = ("node1", "node2", "node3")
 LB_IP, LB_PORT = "192.168.10.90", 8090
-RATE, REQUEST_TIMEOUT = 20.0, 1.0
+# A request's timeout: short, but longer than the CPU stalls of this shared machine (up to ~1.7 s seen at load
+# average 20), so a failure means a broken path, not a starved process.
+RATE, REQUEST_TIMEOUT = 20.0, 2.0
+SPEAKER_START = (
+    120.0  # seconds a speaker may take to start on this shared machine (python imports, informers)
+)
 API_OUTAGE = 30.0
 # docs/speaker.md: a SIGKILLed speaker is known dead in ~0.6 s (goal <= 1 s); the client's ARP retransmits
 # every second; 3 s more for this shared 2-core machine, where a process may get no CPU for seconds. Still far
@@ -297,7 +304,7 @@ def running_lab(
             speakers[node].start(wait=False)
         controllers.start()
         for speaker in speakers.values():
-            speaker.wait_started(60)
+            speaker.wait_started(SPEAKER_START)
         yield lab, controllers, speakers
     finally:
         for speaker in speakers.values():
@@ -326,28 +333,36 @@ def soak(factory: LabFactory, tmp_path: Path, began: float) -> None:
         windows: list[Window] = []
         arp_answers: list[list[str]] = []
         try:
-            churn.start()
-            wait_for("steady traffic", lambda: traffic.ok_since(0), 20)
-            time.sleep(5)
 
-            # -- speaker kills: the announcing speaker dies, then comes back --------------------------------
-            for _ in range(2):
+            def kill_owner(name: str) -> str:
+                """SIGKILL the speaker answering ARP for the LB IP, make the client forget its MAC, and wait
+                until another node answers and traffic flows; the window is named by `name` (format keys
+                owner, new_owner)."""
                 owner = wait_for("one ARP owner of the LB IP", lambda: client.owner(LB_IP), 20)
                 killed = time.monotonic()
                 speakers[owner].kill()
                 client.forget(LB_IP)
                 new_owner = wait_for(
                     f"another node answering ARP after {owner}'s speaker died",
-                    lambda: (o := client.owner(LB_IP)) and o != owner and o,  # noqa: B023
+                    lambda: (o := client.owner(LB_IP)) and o != owner and o,
                     20,
                 )
-                wait_for("traffic after the kill", lambda: traffic.ok_since(killed), 20)  # noqa: B023
+                wait_for("traffic after the kill", lambda: traffic.ok_since(killed), 20)
                 time.sleep(2)
                 windows.append(
-                    Window(f"speaker {owner} SIGKILLed ({new_owner} takes over)", killed, time.monotonic())
+                    Window(name.format(owner=owner, new_owner=new_owner), killed, time.monotonic())
                 )
+                return owner
+
+            churn.start()
+            wait_for("steady traffic", lambda: traffic.ok_since(0), 20)
+            time.sleep(5)
+
+            # -- speaker kills: the announcing speaker dies, then comes back --------------------------------
+            for _ in range(2):
+                owner = kill_owner("speaker {owner} SIGKILLed ({new_owner} takes over)")
                 restarted = time.monotonic()
-                speakers[owner].start()
+                speakers[owner].start(wait=False).wait_started(SPEAKER_START)
                 wait_for("one ARP owner after the restart", lambda: client.owner(LB_IP), 20)
                 time.sleep(3)
                 windows.append(Window(f"speaker {owner} restarted", restarted, time.monotonic()))
@@ -360,20 +375,32 @@ def soak(factory: LabFactory, tmp_path: Path, began: float) -> None:
             wait_for("a churn cycle under the new leader", lambda: churn.finished_after(killed), 60)
             windows.append(Window(f"controller leader {leading} SIGKILLed", killed, time.monotonic()))
 
-            # -- the API server is down for 30 s -------------------------------------------------------------
+            # -- the API server is down for 30 s; a speaker dies 20 s into it -------------------------------
             stopped = time.monotonic()
             lab.stop_apiserver()
+            while time.monotonic() - stopped < API_OUTAGE - 10:
+                client.forget(LB_IP)
+                arp_answers.append(client.macs(LB_IP))
+                time.sleep(max(0.0, min(5.0, API_OUTAGE - 10 - (time.monotonic() - stopped))))
+            windows.append(Window("API server stopped, its first 20 s", stopped, time.monotonic()))
+            # The speakers' membership needs no API server: the survivors take the IP over.
+            owner = kill_owner("speaker {owner} SIGKILLed, API server stopped ({new_owner} takes over)")
+            rest = time.monotonic()
             while time.monotonic() - stopped < API_OUTAGE:
                 client.forget(LB_IP)
                 arp_answers.append(client.macs(LB_IP))
                 time.sleep(max(0.0, min(5.0, API_OUTAGE - (time.monotonic() - stopped))))
-            windows.append(Window("API server stopped (30 s)", stopped, time.monotonic()))
+            windows.append(Window("API server stopped, the rest of its 30 s", rest, time.monotonic()))
             back = time.monotonic()
             lab.start_apiserver()
             wait_for("a churn cycle after the outage", lambda: churn.finished_after(back), 90, interval=0.5)
             windows.append(Window("API server back, until a new Service answers", back, time.monotonic()))
             recovery = time.monotonic() - back
+            restarted = time.monotonic()
+            speakers[owner].start(wait=False).wait_started(SPEAKER_START)
+            wait_for("one ARP owner after the restart", lambda: client.owner(LB_IP), 20)
             time.sleep(3)
+            windows.append(Window(f"speaker {owner} restarted, API server back", restarted, time.monotonic()))
         finally:
             churn.stop()
             traffic.stop()
@@ -397,8 +424,8 @@ def soak(factory: LabFactory, tmp_path: Path, began: float) -> None:
         assert churn.failure == "", churn.failure
         assert len(requests) > RATE * 60, context
         assert outside == [], f"failed requests outside the speakers' windows: {outside[:5]}\n{context}"
-        outage = next(s for s in rows if s.name.startswith("API server stopped"))
-        assert outage.requests > RATE * API_OUTAGE * 0.8, context
+        outage = [s for s in rows if s.name.startswith("API server stopped")]
+        assert sum(s.requests for s in outage) > RATE * (API_OUTAGE - 10) * 0.8, context
         assert all(len(macs) == 1 for macs in arp_answers), f"ARP during the outage: {arp_answers}"
         for stats in rows[1:]:
             if stats.name.startswith("speaker"):
