@@ -128,7 +128,7 @@ class ConfigLoader:
         if self.config is not None and self.partial is None:
             return None
         try:
-            config = rebuild_config(None, pools, l2_advertisements)
+            config = rebuild_config(None, pools, l2_advertisements, self._ip_sharing)
         except ConfigProblem:
             return None
         if not config.pools:

@@ -100,7 +100,8 @@ def test_start_up_with_a_bad_configmap_runs_on_the_crds_and_says_so(
     apply(kubectl, service("keeper"))
     show_in_status(cluster, "keeper", "10.60.0.1")
 
-    controller = start_controller()  # kopf's start-up completes (wait_started)
+    # A multi-tenant set-up: the CRD pools it falls back on must keep --ip-sharing too.
+    controller = start_controller("--ip-sharing", "namespace")  # kopf's start-up completes (wait_started)
     event = wait_event(kubectl, "config", "InvalidConfig", namespace="metallb-system", contains="mapping key")
     assert event["type"] == "Warning"
     log = controller.log()
@@ -108,6 +109,13 @@ def test_start_up_with_a_bad_configmap_runs_on_the_crds_and_says_so(
     assert "event=config_fallback using=crds" in log
     apply(kubectl, service("new", ports=((81, "TCP"),)))
     assert wait_ips(kubectl, "new") == ["10.61.0.0"]
+    # One sharing key in two namespaces: with --ip-sharing=namespace they do not share an IP.
+    kubectl("create", "namespace", "other-tenant")
+    shared = {"metallb.io/allow-shared-ip": "k"}
+    apply(kubectl, service("share-1", annotations=shared, ports=((84, "TCP"),)))
+    assert wait_ips(kubectl, "share-1") == ["10.61.0.1"]
+    apply(kubectl, service("share-2", "other-tenant", annotations=shared, ports=((85, "TCP"),)))
+    assert wait_ips(kubectl, "share-2", "other-tenant") == ["10.61.0.2"]
     # keeper's IP lies in no pool the controller can read: it is left alone, not moved to the CRD pool.
     wait_for("keeper deferred", lambda: "event=deferred service=default/keeper" in controller.log())
     assert service_ips(kubectl, "keeper") == ["10.60.0.1"]
