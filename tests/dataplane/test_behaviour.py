@@ -326,13 +326,16 @@ def test_session_affinity_client_ip_with_timeout(web: set[str], dplab: Dataplane
     }
     synced = dplab.synced("node1")
     dplab.kubectl("patch", "svc", "web", "-p", json.dumps(patch))
-    wait_for("the affinity synced", lambda: dplab.synced("node1") > synced)
-    assert len(set(dplab.answers(node1, ip, 80, count=12))) == 1, "sticky within the timeout"
-    # After the timeout a client is balanced again: spaced beyond it, both pods answer (odds of a false
-    # failure: 2^-9).
-    spaced = dplab.probe(node1, "tcp", ip, 80, "--count", "10", "--interval", "1.4")
-    assert set(pod_names(spaced)) == pods
-    dplab.kubectl("patch", "svc", "web", "-p", json.dumps({"spec": {"sessionAffinity": "None"}}))
+    try:
+        wait_for("the affinity synced", lambda: dplab.synced("node1") > synced)
+        assert len(set(dplab.answers(node1, ip, 80, count=12))) == 1, "sticky within the timeout"
+        # After the timeout a client is balanced again: spaced beyond it (the affinity stamp is the previous
+        # SYN's, so any spacing over 1 s is past it), both pods answer. Odds of a false failure: 2^-15.
+        spaced = dplab.probe(node1, "tcp", ip, 80, "--count", "16", "--interval", "1.1")
+        assert set(pod_names(spaced)) == pods
+    finally:
+        # The later tests share "web": a failure here must not leave them a sticky Service.
+        dplab.kubectl("patch", "svc", "web", "-p", json.dumps({"spec": {"sessionAffinity": "None"}}))
     wait_for("balanced again", lambda: set(dplab.answers(node1, ip, 80, count=16)) == pods)
 
 
