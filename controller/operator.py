@@ -40,6 +40,8 @@ log = logging.getLogger("controller")
 COMPONENT = "ironlb-controller"
 # Threads for API calls beyond one per worker: the Lease, the caches' first sync, Namespace reads.
 EXTRA_THREADS = 8
+# Events waiting to be posted: a burst of thousands of Services assigned at once each gets its IPAllocated.
+EVENT_QUEUE = 20_000
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,13 @@ class Controller:
                 o.retry_period,
             )  # fmt: skip
         self.api = Api(self.client, self.leadership.may_write if self.leadership else None)
-        self.recorder = EventRecorder(self.client, COMPONENT, instance=self.identity, may_post=self.api.fence)
+        self.recorder = EventRecorder(
+            self.client,
+            COMPONENT,
+            instance=self.identity,
+            may_post=self.api.fence,
+            queue_size=EVENT_QUEUE,
+        )
         self.caches = Caches(
             self.client,
             configmap_namespace=options.configmap_namespace,
