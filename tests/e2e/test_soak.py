@@ -60,9 +60,8 @@ LB_IP, LB_PORT = "192.168.10.90", 8090
 # A request's timeout: short, but longer than the CPU stalls of this shared machine (up to ~1.7 s seen at load
 # average 20), so a failure means a broken path, not a starved process.
 RATE, REQUEST_TIMEOUT = 20.0, 2.0
-SPEAKER_START = (
-    120.0  # seconds a speaker may take to start on this shared machine (python imports, informers)
-)
+# Seconds a speaker may take to start on this shared machine (imports, informers): up to 40 s seen.
+SPEAKER_START = 120.0
 API_OUTAGE = 30.0
 # docs/speaker.md: a SIGKILLed speaker is known dead in ~0.6 s (goal <= 1 s); the client's ARP retransmits
 # every second; 3 s more for this shared 2-core machine, where a process may get no CPU for seconds. Still far
@@ -236,8 +235,8 @@ class Churn:
                 n += 1
                 try:
                     self._cycle(kube, f"soak-churn-{n}", 9000 + n % 100)
-                except AssertionError as exc:
-                    self.failure = str(exc)
+                except Exception as exc:  # reported by the test, not lost in this thread
+                    self.failure = f"churn stopped at {n}: {exc!r}"
                     return
 
     def _cycle(self, kube: Client, name: str, port: int) -> None:
@@ -413,7 +412,8 @@ def soak(factory: LabFactory, tmp_path: Path, began: float) -> None:
         outside = [r for r in requests if not r.ok and not any(w.start <= r.t <= w.end for w in moves)]
         slowest = max((c[2] for c in churn.cycles), default=0)
         print(
-            f"\n{report}\n\nchurn: {len(churn.cycles)} Services, slowest create-to-answer {slowest:.1f} s; "
+            f"\n{report}\n\nchurn: {len(churn.cycles)} Services, slowest create-to-answer {slowest:.1f} s, "
+            f"{churn.errors} API errors retried; "
             f"controller restarts: {controllers.restarts}; a new Service answered {recovery:.1f} s after "
             f"the API server's restart; ARP during the outage: {arp_answers}; "
             f"wall {time.monotonic() - began:.0f} s"
