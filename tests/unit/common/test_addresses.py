@@ -22,14 +22,16 @@ def test_plain_addresses(text: str) -> None:
         ("::ffff:198.51.100.7", "IPv4-mapped IPv6 addresses are not allowed"),
         ("10.0.0.1 ", "contains whitespace"),
         ("\t10.0.0.1", "contains whitespace"),
+        ("10.0. 0.1", "contains whitespace"),
         ("10.0.0.01", "not an IP address"),
         ("10.0.0", "not an IP address"),
         ("", "not an IP address"),
     ],
 )
 def test_rejected_addresses(text: str, problem: str) -> None:
-    with pytest.raises(ValueError, match=problem):
+    with pytest.raises(ValueError) as info:
         parse_ip(text)
+    assert str(info.value) == problem
 
 
 def test_cidr() -> None:

@@ -19,7 +19,7 @@ from common.config import (
     rebuild_config,
 )
 from common.errors import ConfigError
-from common.pools import AddressRange
+from common.pools import AddressRange, Pool
 
 CM = "ConfigMap metallb-system/config"
 
@@ -183,8 +183,9 @@ def test_configmap_errors_name_the_field(text: str, expected: str) -> None:
 
 
 def test_config_value_must_be_string() -> None:
-    with pytest.raises(ConfigError, match="config: must be a string"):
+    with pytest.raises(ConfigError) as info:
         parse_configmap({"config": 5}, CM)  # type: ignore[dict-item]
+    assert str(info.value) == f"{CM}: config: must be a string, got integer"
 
 
 def test_bgp_sections_alone_are_accepted_and_ignored() -> None:
@@ -592,7 +593,8 @@ def test_alias_bomb_is_rejected_within_bounded_memory() -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert "aliases expand the document to more than 100000 nodes" in message, message
+    expected = "invalid YAML at line 1, column 1: aliases expand the document to more than 100000 nodes"
+    assert message == f"{CM}: config: {expected}"
     assert peak < 5_000_000, f"{peak} bytes"
 
 
@@ -601,13 +603,21 @@ def test_aliases_that_stay_small_are_fine_and_errors_quote_little() -> None:
     message = cm_error(text)
     assert "address-pools[0].auto-assign: must be a boolean, got list" in message
     assert len(message) < 300, message
-    assert "an alias refers to a node that contains it" in cm_error("peers: &a [*a]\n")
+    assert cm_error("peers: &a [*a]\n") == (
+        f"{CM}: config: invalid YAML at line 1, column 1: an alias refers to a node that contains it"
+    )
 
 
 def test_config_size_is_capped() -> None:
     padding = "#" + "x" * MAX_CONFIG_CHARACTERS + "\n"
-    assert f"more than {MAX_CONFIG_CHARACTERS} accepted" in cm_error(padding + TUTORIAL)
-    assert len(cm_error(padding + TUTORIAL)) < 300
+    length = len(padding + TUTORIAL)
+    assert cm_error(padding + TUTORIAL) == (
+        f"{CM}: config: is {length} characters long, more than {MAX_CONFIG_CHARACTERS} accepted"
+    )
+    # Exactly the limit is fine.
+    exact = "#" * (MAX_CONFIG_CHARACTERS - len(TUTORIAL) - 1) + "\n" + TUTORIAL
+    assert len(exact) == MAX_CONFIG_CHARACTERS
+    assert [p.name for p in parse_configmap(cm(exact), CM)] == ["default"]
 
 
 LONG = "z" * 100_000
@@ -810,3 +820,55 @@ def test_the_pool_blamed_is_found_by_its_whole_name_not_a_prefix() -> None:
     with pytest.raises(ConfigProblem) as problem:
         rebuild_config(None, [first, later], [])
     assert problem.value.target == ("IPAddressPool", "metallb-system", "pool")
+
+
+def test_expanded_size_limit_is_exact() -> None:
+    """The root mapping, its key and the list are 3 nodes; each reference to the anchored list of 999 scalars
+    counts its 1,000 nodes again; then plain scalars up to the limit."""
+
+    def document(scalars: int) -> str:
+        items = ["&a [" + ", ".join("1" * 999) + "]"] + ["*a"] * 98 + ["1"] * scalars
+        return "peers: [" + ", ".join(items) + "]\n"
+
+    assert parse_configmap(cm(document(997)), CM) == ()  # 3 + 99 * 1000 + 997 = 100,000 nodes
+    assert "aliases expand the document to more than 100000 nodes" in cm_error(document(998))
+
+
+def test_pools_without_a_source_name_no_source() -> None:
+    """build_config on pools built by hand (no source object): messages say nothing about a source."""
+    a = Pool(name="a", ranges=(parse_address_range("10.0.0.0/24"),))
+    with pytest.raises(ConfigError) as info:
+        build_config((a, Pool(name="a", ranges=(parse_address_range("10.1.0.0/24"),))), ())
+    assert str(info.value) == 'address-pools[1].name: duplicate definition of pool "a"'
+    with pytest.raises(ConfigError) as info:
+        build_config((a, Pool(name="b", ranges=(parse_address_range("10.0.0.7/32"),))), ())
+    assert (
+        str(info.value)
+        == 'address-pools[1].addresses[0]: "10.0.0.7/32" in pool "b" overlaps with "10.0.0.0/24" in pool "a"'
+    )
+
+
+def test_overlap_within_one_source_names_no_source_twice() -> None:
+    text = pool_yaml("[10.0.0.0/24]") + pool_yaml("[10.0.0.5-10.0.0.6]", name="b").split("\n", 1)[1]
+    with pytest.raises(ConfigError) as info:
+        build_config(parse_configmap(cm(text), CM), ())
+    assert str(info.value) == (
+        f'{CM}: address-pools[1].addresses[0]: "10.0.0.5-10.0.0.6" in pool "b" overlaps with '
+        '"10.0.0.0/24" in pool "a"'
+    )
+
+
+def test_overlap_found_near_address_zero_after_many_pools() -> None:
+    """The sweep keeps the furthest end seen by address: with many pools, small addresses must not be mixed
+    up with pool positions."""
+    far = [parse_ip_address_pool(ipap(f"p{i}", {"addresses": [f"10.{i}.0.0/24"]})) for i in range(4)]
+    near = [
+        parse_ip_address_pool(ipap(name, {"addresses": [entry]}))
+        for name, entry in (("q", "0.0.0.0-0.0.0.1"), ("r", "0.0.0.2-0.0.0.3"), ("s", "0.0.0.3-0.0.0.5"))
+    ]
+    with pytest.raises(ConfigError) as info:
+        build_config((*far, *near), ())
+    assert str(info.value) == (
+        'IPAddressPool metallb-system/s: spec.addresses[0]: "0.0.0.3-0.0.0.5" in pool "s" overlaps with '
+        '"0.0.0.2/31" in pool "r" (defined by IPAddressPool metallb-system/r)'
+    )

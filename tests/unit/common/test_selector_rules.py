@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from common.errors import ConfigError, RequestError, preview, type_name
+from common.errors import ConfigError, RequestError, preview, shorten, type_name
 from common.selectors import Requirement, label_key_problem, label_value_problem, parse_label_selector
 
 KEY_NAME_RULE = (
@@ -155,3 +155,12 @@ def test_request_error_parts() -> None:
     error = RequestError("spec.loadBalancerIP", '"x" is not an IP address')
     assert (error.field, error.message) == ("spec.loadBalancerIP", '"x" is not an IP address')
     assert str(error) == 'spec.loadBalancerIP: "x" is not an IP address'
+
+
+def test_previews_are_bounded_exactly() -> None:
+    assert shorten("x" * 64) == "x" * 64
+    assert shorten("x" * 65) == "x" * 64 + "...(+1 characters)"
+    # A value that is not text is cut at 128 characters of its (already abbreviated) repr.
+    big = {"a": "x" * 100, "b": "y" * 100, "c": "z" * 100}
+    head, cut, _ = preview(big).partition("...(+")
+    assert cut and len(head) == 128 and head.startswith("{'a': 'xxx")

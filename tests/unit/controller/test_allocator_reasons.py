@@ -177,3 +177,15 @@ def test_interval_set_joins_on_one_side() -> None:
     assert s.add(1) and list(s.intervals()) == [(0, 1), (5, 5)]
     assert s.add(4) and list(s.intervals()) == [(0, 1), (4, 5)]
     assert 1 in s and 2 not in s and s.count == 4
+
+
+def test_a_requester_is_checked_against_every_holder_not_only_the_first_it_may_share_with() -> None:
+    allocator = holding(request("ns/a", sharing_key="k", ports=((80, "TCP"),)))
+    allocator.assign(request("ns/b", sharing_key="k", ports=((81, "TCP"),)))
+    # c may share with a (ports differ) but not with b (81/TCP again).
+    wanted = request("ns/c", sharing_key="k", ports=((81, "TCP"),), requested=("10.0.0.1",))
+    error = refusal(allocator, wanted)
+    assert (
+        error.reason
+        == 'cannot assign 10.0.0.1: "10.0.0.1" is already in use by ns/b: port 81/TCP is already in use'
+    )
