@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             if entry.name not in (".git", ".venv", ".lab") and entry.is_dir():
                 shutil.rmtree(workdir / entry.name, ignore_errors=True)
                 shutil.copytree(entry, workdir / entry.name, ignore=COPY_IGNORE)
+        # mutmut copies the tests into mutants/ over the old copy: a test file deleted since would stay, and
+        # break test collection if it imports a module that is gone. mutmut copies them afresh.
+        shutil.rmtree(workdir / "mutants" / "tests", ignore_errors=True)
     else:
         shutil.copytree(REPO, workdir, ignore=COPY_IGNORE, dirs_exist_ok=True)
     (workdir / "tmp").mkdir(exist_ok=True)
