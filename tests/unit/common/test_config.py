@@ -842,9 +842,15 @@ def test_pools_without_a_source_name_no_source() -> None:
     assert str(info.value) == 'address-pools[1].name: duplicate definition of pool "a"'
     with pytest.raises(ConfigError) as info:
         build_config((a, Pool(name="b", ranges=(parse_address_range("10.0.0.7/32"),))), ())
-    assert (
-        str(info.value)
-        == 'address-pools[1].addresses[0]: "10.0.0.7/32" in pool "b" overlaps with "10.0.0.0/24" in pool "a"'
+    assert str(info.value) == (
+        'address-pools[1].addresses[0]: "10.0.0.7/32" in pool "b" overlaps with "10.0.0.0/24" in pool "a"'
+    )
+    # The later pool has a source, the earlier one none: still no "(defined by )".
+    with pytest.raises(ConfigError) as info:
+        build_config((a, parse_ip_address_pool(ipap("b", {"addresses": ["10.0.0.7/32"]}))), ())
+    assert str(info.value) == (
+        'IPAddressPool metallb-system/b: spec.addresses[0]: "10.0.0.7/32" in pool "b" overlaps with '
+        '"10.0.0.0/24" in pool "a"'
     )
 
 
