@@ -111,7 +111,9 @@ for node in node1 node2; do
     echo "from $node, 6 requests to $sticky_ip:80:"
     pods=$(for _ in 1 2 3 4 5 6; do lab exec "$node" -- curl -s -m 3 "http://$sticky_ip/" | cut -d' ' -f1; done)
     echo "$pods" | sort | uniq -c | sed 's/^ */  /'
-    sticky="$sticky $node:$(echo "$pods" | sort -u | wc -l)pod(s)"
+    # The pod most requests went to, and how many: 6/6 when the affinity holds.
+    top=$(echo "$pods" | sort | uniq -c | sort -rn | head -1)
+    sticky="$sticky${sticky:+,} $node: $(awk '{print $1 "/6 to " $2}' <<<"$top")"
 done
 
 bold "== 6/7 kill the announcing speaker's pod while the client sends a request every 20 ms"
@@ -174,3 +176,6 @@ The lab is up. Try:
   python -m lab exec client -- curl -s http://$lb_ip:8090/
 Remove it with: scripts/demo.sh down
 EOT
+if [ "$topology" != lab/topologies/default.clab.yml ]; then
+    echo "(this lab's topology is $topology: give python -m lab --topology $topology, and IRONLB_LAB_TOPOLOGY to demo.sh)"
+fi
