@@ -183,3 +183,6 @@ def test_the_simulation_benchmark_renders_its_table() -> None:
     assert max(result.kill) <= 1.0 and len(result.kill) == 9
     table = speaker_membership_sim.render([result], 0.01, "cmd")
     assert table.startswith("## Speaker membership (simulation)") and "| 10 |" in table
+    quick = speaker_membership_sim.run_size(10, loss=0.01, partition=False)
+    assert quick.kill == result.kill and not quick.partitioned
+    assert "not run" in speaker_membership_sim.render([quick], 0.01, "cmd")
