@@ -4,7 +4,7 @@ ConfigMap.
 Three generators: YAML structure (block and flow collections, complex keys, anchors, aliases, merge keys,
 tags, deep nesting, MetalLB's own words as scalars), MetalLB-shaped documents with wrong types and values in
 every field, and raw bytes / arbitrary text. CI runs IRONLB_FUZZ_EXAMPLES examples of each (default 100);
-the long run recorded in docs/testing.md sets it higher.
+the long run recorded in docs/benchmarks.md ("Controller: long property and fuzz runs") sets it higher.
 """
 
 from __future__ import annotations
