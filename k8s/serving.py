@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -36,6 +37,16 @@ def default_address() -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: object, client_address: Any) -> None:
+        # socketserver prints a multi-line traceback to stderr; a probe that hangs up early is routine, and
+        # anything else is still one structured line.
+        error = sys.exc_info()[1]
+        peer = client_address[0] if isinstance(client_address, tuple) and client_address else client_address
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("event=serving_client_gone peer=%s error=%s", peer, type(error).__name__)
+        else:
+            log.warning("event=serving_request_failed peer=%s error=%r", peer, error)
 
 
 class _Server6(_Server):

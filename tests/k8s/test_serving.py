@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
+import struct
+import threading
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
@@ -73,3 +77,28 @@ def test_binds_the_pod_ip_or_loopback_never_every_interface(monkeypatch: pytest.
 def test_ipv6_address() -> None:
     with HealthServer("::1", 0) as server:
         assert fetch(server, "/healthz")[:2] == (200, "ok")
+
+
+def test_a_client_that_hangs_up_early_is_one_log_line_not_a_traceback(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="k8s.serving")
+    hung_up = threading.Event()
+
+    def answers_after_the_hang_up() -> None:
+        hung_up.wait(5)
+        return None
+
+    with HealthServer("127.0.0.1", 0) as server:
+        server.add_check("slow", answers_after_the_hang_up)
+        client = socket.create_connection((server.address, server.port), timeout=5)
+        client.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        # SO_LINGER 0: close sends a reset, so the server's answer fails as a probe's early hang-up does.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        hung_up.set()
+        deadline = time.monotonic() + 10
+        while not any("serving_client_gone" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the failed answer was not logged"
+            time.sleep(0.05)
+    assert "Traceback" not in capfd.readouterr().err
