@@ -9,6 +9,7 @@ sees the 403 and the Service left pending, so it can fail. The controller may no
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.controller.conftest import InClusterController, RbacCluster
 from tests.controller.helpers import (
     CONFIG,
     apply,
+    events,
     get_json,
     service_ips,
     wait_event,
@@ -65,6 +67,17 @@ def test_controller_works_with_exactly_the_shipped_rbac(
         ),
     )
     wait_event(kubectl, "nginx-metallb", "IPAllocated", contains="192.168.10.90")
+    # The same Event again (away from LoadBalancer and back: the same IP): the recorder counts it on the Event
+    # already posted, as client-go's does, which takes `patch events`.
+    for type_, has_ip in (("ClusterIP", False), ("LoadBalancer", True)):
+        change = json.dumps({"spec": {"type": type_}})
+        kubectl("patch", "service", "nginx-metallb", "--type=merge", "-p", change)
+        wait_for(type_, lambda want=has_ip: bool(service_ips(kubectl, "nginx-metallb")) == want)  # type: ignore[misc]
+    wait_for(
+        "the IPAllocated event counted twice",
+        lambda: [e for e in events(kubectl, "nginx-metallb", reason="IPAllocated") if e.get("count") == 2],
+        timeout=30,
+    )
 
     # A pool written as a metallb.io resource gets its status from the controller (ipaddresspools/status).
     apply(kubectl, CONFIG / "examples" / "ipaddresspool.yaml")
