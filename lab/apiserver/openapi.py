@@ -15,6 +15,7 @@ import hashlib
 import json
 from typing import Any
 
+from lab.apiserver import patch as patching
 from lab.apiserver import schemas
 
 Obj = dict[str, Any]
@@ -203,7 +204,7 @@ def _operation(action: str, verb: str, kind: Obj, definition: str, namespaced: b
             "application/merge-patch+json",
             "application/apply-patch+yaml",
         ]
-        if schemas.root_for(group, str(kind["kind"])) is not None:
+        if patching.supports_strategic_merge(group, str(kind["kind"])):
             content_types.append("application/strategic-merge-patch+json")
         operation["requestBody"] = {
             "content": {t: {"schema": patch_ref} for t in content_types},

@@ -13,7 +13,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from lab.apiserver import schemas
+from lab.apiserver import resources, schemas
 from lab.apiserver.errors import ApiError
 
 # ----------------------------------------------------------------------------------------------------
@@ -199,8 +199,17 @@ _DELETE = _Delete()
 
 
 def supports_strategic_merge(group: str, kind: str) -> bool:
-    """Built-in kinds support strategic merge patch; custom resources do not (the server answers 415)."""
-    return schemas.root_for(group, kind) is not None
+    """Built-in kinds support strategic merge patch; custom resources do not (the server answers 415).
+
+    Every built-in kind does, including those whose fields we do not spell out in schemas (such as a
+    PodDisruptionBudget): `kubectl apply` of an existing object of any built-in kind sends one.
+    """
+    return any(rt.group == group and rt.kind == kind for rt in resources.BUILTIN)
+
+
+# A built-in kind we keep no schema for still has ObjectMeta's merge keys; its other lists are replaced,
+# which is strategicpatch's behaviour for a field without a patch strategy.
+_METADATA_ONLY: schemas.Schema = {"properties": {"metadata": {"$ref": schemas.PREFIX + schemas.META}}}
 
 
 def strategic_merge_patch(
@@ -210,7 +219,7 @@ def strategic_merge_patch(
     if not isinstance(patch, dict):
         raise ApiError(400, "BadRequest", "a strategic merge patch must be a JSON object")
     root = schemas.root_for(group, kind)
-    schema = schemas.resolve(schemas.ref(root)) if root else None
+    schema = schemas.resolve(schemas.ref(root)) if root else _METADATA_ONLY
     merged = _merge_map(copy.deepcopy(target) if isinstance(target, dict) else {}, patch, schema)
     if not isinstance(merged, dict):
         return {}

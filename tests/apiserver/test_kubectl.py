@@ -146,3 +146,22 @@ def test_describe_and_wait_for_delete(apiserver: ApiServerProcess, kubectl) -> N
     out = waiter.stdout.read()
     assert waiter.returncode == 0, out + "\n".join(log.close())
     assert "service/desc condition met" in out
+
+
+def test_apply_again_patches_a_kind_we_keep_no_schema_for(kubectl) -> None:
+    """`kubectl apply` of an existing PodDisruptionBudget sends a strategic merge patch, as for any built-in
+    kind (re-applying config/ failed with 415 UnsupportedMediaType)."""
+    pdb = """
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: ilbt-pdb, namespace: default, labels: {first: "yes"}}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+"""
+    kubectl("apply", "-f", "-", input=pdb)
+    changed = pdb.replace('first: "yes"', 'second: "yes"').replace("minAvailable: 1", "minAvailable: 2")
+    kubectl("apply", "-f", "-", input=changed)
+    got = json.loads(kubectl("get", "pdb", "ilbt-pdb", "-o", "json").stdout)
+    assert got["spec"]["minAvailable"] == 2
+    assert got["metadata"]["labels"] == {"second": "yes"}
