@@ -54,6 +54,18 @@ def test_the_manifests_run_ironlb_and_the_external_ip_answers(lab_factory: LabFa
         events = kubectl("get", "events", "-A", check=False).stdout[-3000:]
         return f"{listing}\n{events}"
 
+    # What docs/migration.md has a cluster without kube-proxy do: the API server's real address for the
+    # dataplane (its DaemonSet reads this ConfigMap, optional, over the kubelet's Service variables).
+    endpoint = json.loads(kubectl("get", "endpointslice", "kubernetes", "-n", "default", "-o", "json").stdout)
+    kubectl(
+        "create",
+        "configmap",
+        "-n",
+        "kube-system",
+        "kubernetes-services-endpoint",
+        f"--from-literal=KUBERNETES_SERVICE_HOST={endpoint['endpoints'][0]['addresses'][0]}",
+        f"--from-literal=KUBERNETES_SERVICE_PORT={endpoint['ports'][0]['port']}",
+    )
     kubectl("apply", "-k", str(REPO / "lab" / "manifests"))
     # Until its memberlist Secret exists, a speaker waits for its volume, and says why.
     wait_for(
