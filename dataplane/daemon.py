@@ -365,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = choose_mode(args.mode, args.ipvs_scheduler)
     if mode is None:
         return 2
+    # Whatever chose it (the flag or auto), the mode a node runs is what an operator looks for first.
+    log.info("event=starting node=%s mode=%s", args.node, mode)
     client = Client.open_or_report(args.kubeconfig, user_agent="ironlb-dataplane")
     if client is None:
         return 2

@@ -1,5 +1,7 @@
 """The daemon's pure edges: flags, the mode choice, what the informers cache."""
 
+from pathlib import Path
+
 import pytest
 
 from common.endpoints import EndpointSliceFacts
@@ -48,3 +50,10 @@ def test_informers_cache_parsed_objects_only() -> None:
     assert set(cached) == {"metadata", PARSED} and isinstance(cached[PARSED], ParsedService)
     cached = keep_slice(endpoint_slice(endpoints=[endpoint("10.244.1.5")]))
     assert isinstance(cached[PARSED], EndpointSliceFacts) and cached["metadata"]["name"] == "web-abcde"
+
+
+def test_the_mode_a_node_runs_is_logged_at_start(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    caplog.set_level("INFO")
+    missing = f"{tmp_path}/no-kubeconfig"
+    assert daemon.main(["--node", "n1", "--mode", "iptables", "--kubeconfig", missing]) == 2
+    assert "event=starting node=n1 mode=iptables" in caplog.text
