@@ -328,11 +328,9 @@ def _object_source(kind: str, obj: Mapping[str, Any]) -> tuple[str, str]:
     metadata = obj.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
     name = metadata.get("name")
-    namespace = metadata.get("namespace")
     if not isinstance(name, str) or not name:
         raise ConfigError("metadata.name", "missing name", kind)
-    source = f"{kind} {namespace}/{name}" if isinstance(namespace, str) and namespace else f"{kind} {name}"
-    return name, source
+    return name, object_source(kind, obj)
 
 
 def _parse_selectors(value: Any, field: str) -> tuple[LabelSelector, ...]:
@@ -501,8 +499,14 @@ class ConfigProblem(Exception):
 
 
 def object_source(kind: str, obj: Mapping[str, Any]) -> str:
-    metadata = obj.get("metadata") or {}
-    return f"{kind} {metadata.get('namespace', '')}/{metadata.get('name', '')}"
+    """How errors name a source object: "Kind namespace/name", or "Kind name" for one without a namespace.
+    The one spelling, so an error's source always finds the object it blames."""
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    name = metadata.get("name")
+    namespace = metadata.get("namespace")
+    name = name if isinstance(name, str) else ""
+    return f"{kind} {namespace}/{name}" if isinstance(namespace, str) and namespace else f"{kind} {name}"
 
 
 def _target(kind: str, obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -543,8 +547,4 @@ def rebuild_config(
     try:
         return build_config(pools, advertisements)
     except ConfigError as e:
-        return_target = targets.get(e.source)
-        if return_target is None:
-            # Fall back on any object whose source the message starts with, then on the ConfigMap.
-            return_target = next((t for s, t in targets.items() if e.source.startswith(s)), None)
-        raise ConfigProblem(e, return_target) from e
+        raise ConfigProblem(e, targets.get(e.source)) from e

@@ -467,6 +467,13 @@ def test_config_problems_name_the_object_to_blame() -> None:
     assert problem.value.target == ("IPAddressPool", "metallb-system", "p")
     assert "spec.addresses[0]" in str(problem.value)
 
+    # An object without a namespace is named the same way where it is parsed and where it is blamed.
+    loose = {**pool, "metadata": {"name": "pool"}, "spec": {"addresses": ["10.0.0.2/32"]}}
+    with pytest.raises(ConfigProblem) as problem:
+        rebuild_config(None, [pool, loose], [])
+    assert str(problem.value).startswith('IPAddressPool pool: spec.addresses[0]: "10.0.0.2/32"')
+    assert problem.value.target == ("IPAddressPool", "", "pool")
+
 
 # ---- issue 7: input that used to escape the parser as something other than a ConfigError ------------------
 
