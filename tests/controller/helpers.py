@@ -41,8 +41,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.1) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` (and the last value) on timeout."""
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` (and the last value) on timeout.
+    The default timeout is generous: waiting costs nothing when the condition comes, and on a shared 2-core
+    machine at load 30 a controller start or a Lease hand-over can take several times its idle duration."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while True:

@@ -235,10 +235,14 @@ def test_speaker_works_with_exactly_the_shipped_rbac(rbac_lab: RbacLab) -> None:
     try:
 
         def listed() -> str:
-            return kubectl("get", "servicel2status", "-A", "--no-headers").stdout
+            # The row can be listed before the speaker has filled in its node: wait for the whole row.
+            rows = kubectl("get", "servicel2status", "-A", "--no-headers").stdout
+            return rows if "node1" in rows and "nginx-metallb" in rows else ""
 
-        nodes = wait_for("the ServiceL2Status", listed, timeout=40)
-        assert "node1" in nodes and "nginx-metallb" in nodes, speaker_log(rbac_lab)
+        try:
+            wait_for("a ServiceL2Status naming node1 and nginx-metallb", listed, timeout=60)
+        except AssertionError as timeout:
+            raise AssertionError(f"{timeout}\n{speaker_log(rbac_lab)}") from None
         assert shipped_capabilities() == ["NET_RAW"]
         effective = capabilities_of(speaker)
         assert effective == 1 << CAP_NET_RAW, f"the speaker runs with capabilities {effective:#x}"
