@@ -2,7 +2,8 @@
 
 The lab is a copy of the default topology (3 nodes, a client) with its own prefix; the dataplane runs inside
 each node's network namespace (`ip netns exec`), never in the host's. Everything is torn down in `finally`.
-Modes: the behaviour suite runs once per entry of MODES (IPVS joins with issue 14).
+Modes: the behaviour suite runs once per entry of MODES. IPVS mode's lab has its network in a user-mode-linux
+guest, as this kernel has no IPVS (tests/dataplane/guest.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.conftest import Kubectl, make_kubectl
 from tests.lab.conftest import topology_copy
 
 REPO = Path(__file__).resolve().parents[2]
-MODES = ["iptables", "nftables"]
+MODES = ["iptables", "nftables", "ipvs"]
 NODES = ("node1", "node2", "node3")
 NODE_IPS = {"node1": "192.168.10.11", "node2": "192.168.10.12", "node3": "192.168.10.13"}
 NODE_IPS6 = {"node1": "fd00:10::11", "node2": "fd00:10::12", "node3": "fd00:10::13"}
@@ -56,7 +57,7 @@ class DataplaneLab:
     kubectl: Kubectl
     mode: str
     directory: Path
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    processes: dict[str, Any] = field(default_factory=dict)  # Popen, or its look-alike in a guest
     args: dict[str, list[str]] = field(default_factory=dict)
     modes: dict[str, str] = field(default_factory=dict)  # the mode each node's dataplane runs in
 
@@ -89,6 +90,16 @@ class DataplaneLab:
         )
         assert result.returncode == 0, result.stderr
         return [json.loads(line) for line in result.stdout.splitlines()]
+
+    def popen_probe(self, netns: str, *args: str) -> Any:
+        """A probe left running (`hold`, `sctp-listen`): its stdin and stdout are the test's to use."""
+        return subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "tests.dataplane.probe", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
 
     def tcp(
         self, netns: str, host: str, port: int, count: int = 1, timeout: float = 2.0
@@ -229,6 +240,11 @@ class DataplaneLab:
 @pytest.fixture(scope="module", params=MODES)
 def dplab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataplaneLab]:
     directory = tmp_path_factory.mktemp(f"dataplane-{request.param}")
+    if request.param == "ipvs":
+        from tests.dataplane.guest import guest_dplab
+
+        yield from guest_dplab(directory)
+        return
     topology, _ = topology_copy(directory, "default")
     lab = Lab(load_topology(topology), state_root=directory / "state")
     env = DataplaneLab(lab, make_kubectl(lab.paths.kubeconfig), request.param, directory)

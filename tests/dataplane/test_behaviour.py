@@ -7,8 +7,6 @@ Traffic comes from a node, from a pod and from the client outside the cluster; t
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -281,24 +279,7 @@ def test_sctp(dplab: DataplaneLab) -> None:
     listener_ns = dplab.pod_netns(pod["metadata"]["name"])
 
     def delivered() -> str:
-        listener = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                listener_ns,
-                sys.executable,
-                "-m",
-                "tests.dataplane.probe",
-                "sctp-listen",
-                "7777",
-                "--timeout",
-                "2",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
+        listener = dplab.popen_probe(listener_ns, "sctp-listen", "7777", "--timeout", "2")
         assert listener.stdout is not None
         try:
             assert json.loads(listener.stdout.readline())["reply"] == "listening"
@@ -569,16 +550,11 @@ def test_rules_go_with_the_service(dplab: DataplaneLab) -> None:
 
 
 @contextmanager
-def held_connection(netns: str, host: str, port: int) -> Iterator[Callable[[], dict[str, Any]]]:
+def held_connection(
+    dplab: DataplaneLab, netns: str, host: str, port: int
+) -> Iterator[Callable[[], dict[str, Any]]]:
     """A TCP connection kept open from `netns`; yields a function that sends a line and returns the reply."""
-    probe = [sys.executable, "-m", "tests.dataplane.probe", "hold", host, str(port)]
-    held = subprocess.Popen(
-        ["ip", "netns", "exec", netns, *probe],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    held = dplab.popen_probe(netns, "hold", host, str(port))
     assert held.stdin is not None and held.stdout is not None
     stdin, stdout = held.stdin, held.stdout
 
@@ -600,7 +576,7 @@ def test_restart_keeps_connections_and_forwarding(web: set[str], dplab: Dataplan
     pods = web
     port = dplab.node_port("web")
     client = dplab.netns("client")
-    with held_connection(client, NODE_IPS["node1"], port) as ping:
+    with held_connection(dplab, client, NODE_IPS["node1"], port) as ping:
         first = ping()
         assert first["ok"] and first["reply"].split()[0] in pods
         dplab.stop("node1")
@@ -623,7 +599,7 @@ def test_switching_modes_keeps_connections(web: set[str], dplab: DataplaneLab) -
     port = dplab.node_port("web")
     client = dplab.netns("client")
     try:
-        with held_connection(client, NODE_IPS["node1"], port) as ping:
+        with held_connection(dplab, client, NODE_IPS["node1"], port) as ping:
             first = ping()
             assert first["ok"] and first["reply"].split()[0] in web
             for mode, old in ((other, dplab.mode), (dplab.mode, other)):
