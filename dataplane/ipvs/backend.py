@@ -214,12 +214,16 @@ class IpvsBackend:
                 1 << self.options.masquerade_bit,
                 self.options.random_fully,
             )
+            # One save of every table (the rules are few): a process costs far more than the text, above all
+            # in a user-mode-linux guest.
+            tables = {jump.table for jump in JUMPS}
             existing: dict[tuple[str, str], list[str]] = {}
-            for table in {jump.table for jump in JUMPS}:
-                for line in iptables.save(table).splitlines():
-                    if line.startswith("-A "):
-                        chain = line.split()[1]
-                        existing.setdefault((table, chain), []).append(line)
+            table = ""
+            for line in iptables.save().splitlines():
+                if line.startswith("*"):
+                    table = line[1:].strip()
+                elif line.startswith("-A ") and table in tables:
+                    existing.setdefault((table, line.split()[1]), []).append(line)
             iptables.restore(restore_input(render_rules(rules_config), existing))
             self.rules_written[family] = rules_config
 
