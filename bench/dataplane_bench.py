@@ -1,7 +1,10 @@
 """Benchmark of the dataplane's modes (a script, not a test). Run as root.
 
-    python -m bench.dataplane_bench [--mode iptables|nftables] [--services 1000,5000,10000] [--endpoints 10]
-        [--updates 5] [--json]
+    python -m bench.dataplane_bench [--mode iptables|nftables|ipvs] [--services 1000,5000,10000]
+        [--endpoints 10] [--updates 5] [--json]
+
+IPVS mode runs the whole benchmark inside a user-mode-linux guest (lab.uml) when this kernel has no IPVS:
+the guest is slower than the host (one CPU, costly system calls), so compare its numbers with its floor only.
 
 For each N, in fresh network namespaces made for the run (ilbtdb<hex>, deleted afterwards):
 
@@ -11,7 +14,8 @@ For each N, in fresh network namespaces made for the run (ilbtdb<hex>, deleted a
 - full sync: the daemon's first sync (its own `seconds=`: rendering and writing everything), and the floor
   beside it, in the same run (measured before and after the daemon; the mean is the floor): the same rules
   loaded from a file into another fresh namespace, by `iptables-restore` (one plain transaction per table)
-  in iptables mode, by `nft -f` in nftables mode;
+  in iptables mode, by `nft -f` in nftables mode, by `ipvsadm-restore` of the same virtual and real servers in
+  IPVS mode;
 - one-Service update: the endpoints of one Service replaced through the API, `--updates` times: the partial
   sync's duration, and the time from the API write to the sync's log line;
 - RSS: the daemon's VmRSS after the updates, and its peak (VmHWM);
@@ -29,6 +33,7 @@ import os
 import re
 import resource
 import secrets
+import shlex
 import statistics
 import subprocess
 import sys
@@ -44,11 +49,13 @@ from bench.apiserver_bench import Client, cpu_model  # noqa: E402
 from dataplane.backend import RenderConfig  # noqa: E402
 from dataplane.iptables.restore import full_restore  # noqa: E402
 from dataplane.iptables.rules import JUMPS, render_service, render_static  # noqa: E402
+from dataplane.ipvs import render as ipvs_render  # noqa: E402
 from dataplane.nftables.transaction import Record, plan_full  # noqa: E402
 from dataplane.tracker import ChangeTracker  # noqa: E402
 from lab.apiserver.process import ApiServerProcess  # noqa: E402
 
 NODE = "bench-node"
+UML_MEM = "3G"  # 10,000 Services x 10 endpoints: the API server, the daemon and IPVS's own tables
 SYNCED = re.compile(r"event=synced full=(\w+) services=(\d+) changed=(\d+) seconds=([\d.]+)[^\n]*")
 CPU = re.compile(r" cpu=([\d.]+)")  # the CPU seconds of the sync, where the mode reports them
 
@@ -113,6 +120,9 @@ def rules_file(objects: list[dict[str, Any]], path: Path, mode: str) -> None:
     for obj in objects:
         (tracker.update_slice if obj["kind"] == "EndpointSlice" else tracker.update_service)(obj, 0.0)
     snapshot = tracker.take().snapshot
+    if mode == "ipvs":
+        path.write_text(ipvsadm_restore_input(snapshot.services.values()))
+        return
     if mode == "nftables":
         nft = RenderConfig(family=4, local_cidrs=("10.244.1.0/24",), comments=False)
         path.write_text(plan_full(Record(), nft, snapshot.services, None).text)
@@ -122,6 +132,21 @@ def rules_file(objects: list[dict[str, Any]], path: Path, mode: str) -> None:
     path.write_text(full_restore(render_static(config), rendered, missing_jumps=JUMPS))
 
 
+def ipvsadm_restore_input(services: Any) -> str:
+    """The virtual servers and real servers IPVS mode makes for these Services, as `ipvsadm-restore` input
+    (NAT, weight 1; a ClusterIP Service has one virtual server per port)."""
+    config = ipvs_render.IpvsConfig(families=(4,))
+    flag = {"TCP": "-t", "UDP": "-u", "SCTP": "--sctp-service"}
+    lines = []
+    for info in services:
+        objects = ipvs_render.render_service(info, config)
+        for vs, vs_config in sorted(objects.virtual_servers.items()):
+            lines.append(f"-A {flag[vs.protocol]} {vs.address}:{vs.port} -s {vs_config.scheduler}")
+            for rs in sorted(objects.real_servers.get(vs, ()), key=str):
+                lines.append(f"-a {flag[vs.protocol]} {vs.address}:{vs.port} -r {rs.ip}:{rs.port} -m -w 1")
+    return "\n".join(lines) + "\n"
+
+
 def netns(prefix: str = "ilbtdb") -> str:
     name = f"{prefix}{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", name], check=True)
@@ -129,7 +154,9 @@ def netns(prefix: str = "ilbtdb") -> str:
     return name
 
 
-FLOOR_TOOLS = {"iptables": ["iptables-restore"], "nftables": ["nft", "-f", "-"]}
+FLOOR_TOOLS = {"iptables": ["iptables-restore"], "nftables": ["nft", "-f", "-"], "ipvs": ["ipvsadm-restore"]}
+# The daemon's flags per mode beyond the common ones (a UML guest has no nf_tables: legacy iptables there).
+MODE_FLAGS = {"ipvs": ["--iptables-backend", "legacy"]}
 
 
 def children_cpu() -> float:
@@ -210,6 +237,7 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
                         "0",
                         "--health-port",
                         "0",
+                        *MODE_FLAGS.get(args.mode, []),
                     ],
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -328,6 +356,8 @@ def main() -> int:
         args.services = int(args.services)
         print(json.dumps(inside(args)))
         return 0
+    if args.mode == "ipvs" and not Path("/proc/net/ip_vs").exists() and not os.environ.get("IRONLB_IN_UML"):
+        return in_uml(sys.argv[1:])
     results = []
     for n in (int(x) for x in args.services.split(",")):
         results.append(run_one(args.mode, n, args.endpoints, args.updates))
@@ -338,6 +368,24 @@ def main() -> int:
     if args.json:
         print(json.dumps(results))
     return 0
+
+
+def in_uml(argv: list[str]) -> int:
+    """The same benchmark inside a user-mode-linux guest (this kernel has no IPVS)."""
+    from lab.uml import UmlError, run_in_uml
+
+    # Loading ip_vs creates /proc/net/ip_vs; the guest's kernel has it as a module.
+    command = [sys.executable, "-m", "bench.dataplane_bench", *argv]
+    print("Running inside a user-mode-linux guest (lab.uml): this kernel has no IPVS.", file=sys.stderr)
+    try:
+        result = run_in_uml(
+            ["sh", "-c", f"modprobe ip_vs && exec {' '.join(map(shlex.quote, command))}"],
+            cwd=REPO, mem=UML_MEM, timeout=3 * 3600, stream=True,
+        )  # fmt: skip
+    except UmlError as exc:
+        print(f"bench.dataplane_bench: the guest failed: {exc}", file=sys.stderr)
+        return 1
+    return result.returncode
 
 
 if __name__ == "__main__":
