@@ -179,7 +179,8 @@ def cleanup_all(keep: str | None = None) -> int:
     if keep != "ipvs":
         from dataplane.ipvs.cleanup import cleanup_ipvs  # after the rules that use its ipsets are gone
 
-        failures += cleanup_ipvs()
+        # A node leaving IPVS mode keeps the virtual servers that carry connections until those end.
+        failures += cleanup_ipvs(drain=keep is not None)
     return failures
 
 

@@ -1,10 +1,16 @@
 """Removing IPVS mode's kernel objects (thin): `--cleanup`, and a node that switched to another mode.
 
 Ours are the virtual servers on kube-ipvs0's addresses and on our node ports (read from our ipsets), the
-interface kube-ipvs0 and the KUBE-* ipsets; any other virtual server stays. Connections that IPVS already
-carries keep flowing after their virtual server is gone (expire_nodest_conn is turned off first), so a
-switch to another mode does not cut them. The iptables chains are dataplane.cleanup's; they must be gone
-before the sets, which the kernel will not destroy while a rule uses them.
+interface kube-ipvs0 and the KUBE-* ipsets; any other virtual server stays. The iptables chains are
+dataplane.cleanup's; they must be gone before the sets, which the kernel will not destroy while a rule uses
+them.
+
+Deleting a virtual server resets the connections IPVS carries for it (whatever expire_nodest_conn says).
+So a node switching to another mode (`drain`) deletes only the idle ones: the new mode's DNAT rules take
+every new connection before IPVS sees it (nat PREROUTING and OUTPUT come first), while the packets of an
+established IPVS connection still find their virtual server, kube-ipvs0's address and, on the way back,
+our ipsets' entries that name our node ports. Those stay until a later call finds no connection left.
+`--cleanup` removes everything at once.
 """
 
 from __future__ import annotations
@@ -15,12 +21,10 @@ import subprocess
 from pathlib import Path
 
 from dataplane.ipvs import netlink as nl
-from dataplane.ipvs.kernel import SYSCTL, IpvsError, NetlinkSocket, ipvs_family, parse_ipset_save
+from dataplane.ipvs.kernel import IpvsError, NetlinkSocket, ipvs_family, parse_ipset_save
 from dataplane.ipvs.render import INTERFACE, SET_NAMES, VirtualServer, node_ports
 
 log = logging.getLogger("dataplane.ipvs")
-
-EXPIRE_NODEST = SYSCTL / "net/ipv4/vs/expire_nodest_conn"
 
 
 def _run(argv: list[str], text: str | None = None) -> subprocess.CompletedProcess[str] | None:
@@ -47,12 +51,18 @@ def _addresses() -> set[str]:
         sock.close()
 
 
-def _virtual_servers(addresses: set[str], node_ports: dict[tuple[int, str], set[int]]) -> int:
-    """Delete our virtual servers; the number of failures."""
+def _connections(sock: NetlinkSocket, family_id: int, vs: VirtualServer) -> int:
+    dests = [nl.parse_dest(m) for m in sock.dump(nl.dump_dests(family_id, vs))]
+    return sum(d.active + d.inactive for d in dests)
+
+
+def _virtual_servers(
+    addresses: set[str], node_ports: dict[tuple[int, str], set[int]], drain: bool
+) -> tuple[int, int]:
+    """Delete our virtual servers (with `drain`, the idle ones); the number of failures, and of those left
+    because they still carry connections."""
     if not Path("/proc/net/ip_vs").exists():
-        return 0  # IPVS is not loaded: there is nothing of ours (and asking would load it)
-    if EXPIRE_NODEST.exists():
-        EXPIRE_NODEST.write_text("0")
+        return 0, 0  # IPVS is not loaded: there is nothing of ours (and asking would load it)
     sock = NetlinkSocket(nl.NETLINK_GENERIC)
     try:
         family_id = ipvs_family(sock)
@@ -64,23 +74,35 @@ def _virtual_servers(addresses: set[str], node_ports: dict[tuple[int, str], set[
             vs = parsed[0]
             if vs.address in addresses or vs.port in node_ports.get((vs.family, vs.protocol), set()):
                 ours.append(vs)
-        codes = sock.transact([nl.service(family_id, nl.IPVS_CMD_DEL_SERVICE, vs) for vs in ours])
+        busy = [vs for vs in ours if drain and _connections(sock, family_id, vs)]
+        idle = [vs for vs in ours if vs not in busy]
+        codes = sock.transact([nl.service(family_id, nl.IPVS_CMD_DEL_SERVICE, vs) for vs in idle])
         failures = sum(1 for code in codes if code)
-        log.info("event=cleaned virtual_servers=%d failures=%d", len(ours), failures)
-        return failures
+        log.info("event=cleaned virtual_servers=%d failures=%d draining=%d", len(idle), failures, len(busy))
+        return failures, len(busy)
     except (IpvsError, OSError) as exc:
         log.error("event=cleanup_failed what=virtual_servers error=%s", exc)
-        return 1
+        return 1, 0
     finally:
         sock.close()
 
 
-def cleanup_ipvs() -> int:
-    """Remove IPVS mode's virtual servers, kube-ipvs0 and ipsets from this netns; the number of failures."""
+def cleanup_ipvs(drain: bool = False) -> int:
+    """Remove IPVS mode's virtual servers, kube-ipvs0 and ipsets from this netns; the number of failures,
+    plus, with `drain`, of the virtual servers left to their connections (kube-ipvs0 and the ipsets stay
+    with them): the caller tries again later."""
     failures = 0
     saved = _run(["ipset", "save"])
     entries = parse_ipset_save(saved.stdout, {n: k for n, (k, _) in SET_NAMES.items()}) if saved else {}
-    failures += _virtual_servers(_addresses(), node_ports(entries))
+    failed, busy = _virtual_servers(_addresses(), node_ports(entries), drain)
+    if busy:
+        log.info(
+            "event=ipvs_draining virtual_servers=%d reason='they carry connections: kept, with kube-ipvs0 "
+            "and the ipsets, until those end'",
+            busy,
+        )
+        return failed + busy
+    failures += failed
     try:
         socket.if_nametoindex(INTERFACE)
     except OSError:
