@@ -36,7 +36,13 @@ CLIENT_IP = "192.168.10.200"
 T = TypeVar("T")
 
 
+# Every wait_for timeout is multiplied by this: the IPVS lab's guest has one CPU, where starting a process
+# costs ~20 times more, so the same conditions take longer to come true there (tests/dataplane/guest.py).
+TIME_SCALE = {"value": 1.0}
+
+
 def wait_for(what: str, probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.2) -> T:
+    timeout *= TIME_SCALE["value"]
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
@@ -60,11 +66,17 @@ class DataplaneLab:
     processes: dict[str, Any] = field(default_factory=dict)  # Popen, or its look-alike in a guest
     args: dict[str, list[str]] = field(default_factory=dict)
     modes: dict[str, str] = field(default_factory=dict)  # the mode each node's dataplane runs in
+    speakers: dict[str, Any] = field(default_factory=dict)  # node -> its speaker (Popen or look-alike)
 
     # ---- namespaces ----------------------------------------------------------------------------------
 
     def netns(self, node: str) -> str:
         return self.lab.plan.node(node).netns
+
+    def mac(self, node: str) -> str:
+        """The MAC of the node's interface on the lab's segment."""
+        link = json.loads(self.run(self.netns(node), "ip", "-j", "link", "show", "eth1").stdout)
+        return str(link[0]["address"]).lower()
 
     def pod(self, name: str, namespace: str = "default") -> dict[str, Any]:
         return self.get("pod", name, namespace)
@@ -217,6 +229,43 @@ class DataplaneLab:
             proc.kill()
             proc.wait()
 
+    def start_speaker(self, node: str, key_file: Path) -> Any:
+        """ironlb's speaker in the node's netns, announcing on the lab's segment only (eth0 is management)."""
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env.pop("KUBECONFIG", None)
+        with (self.directory / f"speaker-{node}.log").open("ab") as log:
+            self.speakers[node] = subprocess.Popen(
+                ["ip", "netns", "exec", self.netns(node), sys.executable, "-m", "speaker",
+                 *self.speaker_args(node, key_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=REPO,
+            )  # fmt: skip
+        return self.speakers[node]
+
+    def speaker_args(self, node: str, key_file: Path) -> list[str]:
+        return [
+            "--node", node,
+            "--kubeconfig", str(self.lab.paths.node_kubeconfig),
+            "--ml-secret-key-path", str(key_file),
+            "--exclude-interfaces", "^eth0$",
+        ]  # fmt: skip
+
+    def stop_speakers(self) -> None:
+        for node in list(self.speakers):
+            proc = self.speakers.pop(node)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def speaker_log(self, node: str) -> str:
+        path = self.directory / f"speaker-{node}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def rules(self, node: str, mode: str | None = None) -> str:
         """A mode's kernel state on a node (default: the lab's), as text (for "no rules for X" checks)."""
         mode = mode or self.mode
@@ -256,6 +305,7 @@ def dplab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             wait_for(f"the first sync on {node}", lambda: env.synced(node) > 0, 60)  # noqa: B023
         yield env
     finally:
+        env.stop_speakers()
         for node in list(env.processes):
             env.stop(node)
         try:

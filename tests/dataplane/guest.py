@@ -17,11 +17,17 @@ from typing import Any
 from lab.topology import load_topology
 from lab.uml_lab import GuestLab
 from tests.conftest import make_kubectl
-from tests.dataplane.conftest import NODES, REPO, DataplaneLab, wait_for
+from tests.dataplane.conftest import NODES, REPO, TIME_SCALE, DataplaneLab, wait_for
 from tests.lab.conftest import topology_copy
 
 # What the agent imports once, so each probe and dataplane is a fork (docs/dataplane.md: the guest's costs).
-PRELOAD = ("dataplane.daemon", "dataplane.ipvs.backend", "dataplane.cleanup", "tests.dataplane.probe")
+PRELOAD = (
+    "dataplane.daemon",
+    "dataplane.ipvs.backend",
+    "dataplane.cleanup",
+    "speaker.daemon",
+    "tests.dataplane.probe",
+)
 
 
 class GuestDataplaneLab(DataplaneLab):
@@ -62,13 +68,27 @@ class GuestDataplaneLab(DataplaneLab):
             cwd=str(REPO),
         )
 
+    def start_speaker(self, node: str, key_file: Path) -> Any:
+        self.speakers[node] = self.guest.agent.spawn(
+            self.directory / f"speaker-{node}.log",
+            module="speaker",
+            args=self.speaker_args(node, key_file),
+            netns=self.netns(node),
+            env={"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+            cwd=str(REPO),
+        )
+        return self.speakers[node]
+
     def rules(self, node: str, mode: str | None = None) -> str:
         mode = mode or self.mode
         netns = self.netns(node)
-        tools: list[list[str]] = [["iptables-legacy-save"], ["ip6tables-legacy-save"]]
+        # IPVS mode's own objects are its virtual servers and its ipsets (whose entries carry the Service's
+        # name); its iptables rules are constant, and shared with iptables mode.
         if mode == "ipvs":
-            tools = [["ipvsadm", "-Ln"], ["ipset", "list"], *tools]
-        elif mode != "iptables":
+            tools = [["ipvsadm", "-Ln"], ["ipset", "list"]]
+        elif mode == "iptables":
+            tools = [["iptables-legacy-save"], ["ip6tables-legacy-save"]]
+        else:
             raise NotImplementedError(f"rules() for mode {mode} in the guest")
         return "\n".join(self.run(netns, *tool).stdout for tool in tools)
 
@@ -80,6 +100,7 @@ def guest_dplab(
     guest = GuestLab(load_topology(topology), state_root=directory / "state", preload=preload)
     env = GuestDataplaneLab(guest.lab, make_kubectl(guest.paths.kubeconfig), mode, directory)
     env.guest = guest
+    TIME_SCALE["value"] = 3.0
     try:
         guest.up()
         for node in NODES:
@@ -88,7 +109,9 @@ def guest_dplab(
             wait_for(f"the first sync on {node}", lambda: env.synced(node) > 0, 120)  # noqa: B023
         yield env
     finally:
+        env.stop_speakers()
         for node in list(env.processes):
             env.stop(node)
         print(f"--- guest (tail) ---\n{guest.guest_output()[-2000:]}", file=sys.stderr)
         guest.down()
+        TIME_SCALE["value"] = 1.0
