@@ -74,8 +74,12 @@ class Demo:
         self.controller: subprocess.Popen[bytes] | None = None
         self.env = dict(os.environ, KUBECONFIG=str(self.paths.kubeconfig), PYTHONPATH=str(REPO_ROOT))
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=self.env, timeout=60)
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["kubectl", *args], capture_output=True, text=True, env=self.env, timeout=timeout
+        )
         if check and done.returncode != 0:
             raise RuntimeError(f"kubectl {shlex.join(args)}: {done.stderr.strip()}")
         return done
@@ -141,20 +145,6 @@ class Demo:
                     "127.0.0.1",
                 ],
             )
-            self.spawn(
-                node,
-                "speaker",
-                [
-                    "--node",
-                    node,
-                    "--kubeconfig",
-                    node_kubeconfig,
-                    "--ml-secret-key-path",
-                    str(key),
-                    "--exclude-interfaces",
-                    "^eth0$",
-                ],
-            )
         self.kubectl(
             "apply",
             "-f",
@@ -176,8 +166,13 @@ class Demo:
             "--for=condition=Available",
             "deployment/nginx-app",
             "deployment/nginx-metallb",
-            "--timeout=180s",
+            "--timeout=300s",
+            timeout=320,
         )
+        # The speakers start once the pods run: the guest has one CPU, and the kubelets start the pods.
+        for node in NODES:
+            speaker = ["--node", node, "--kubeconfig", node_kubeconfig, "--ml-secret-key-path", str(key)]
+            self.spawn(node, "speaker", [*speaker, "--exclude-interfaces", "^eth0$"])
         wait(
             "the EXTERNAL-IP",
             lambda: LB_IP in self.kubectl("get", "svc", "nginx-metallb", "-o", "json").stdout,
@@ -258,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo.run()
             print("\nIPVS mode works: removing the lab (the guest powers off).", flush=True)
             return 0
-        except (RuntimeError, OSError) as exc:
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             print(f"lab.uml_demo: {exc}", file=sys.stderr)
             print(json.dumps({"guest": demo.guest.guest_output()[-2000:]}), file=sys.stderr)
             return 1
