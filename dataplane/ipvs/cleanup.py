@@ -52,8 +52,10 @@ def _addresses() -> set[str]:
 
 
 def _connections(sock: NetlinkSocket, family_id: int, vs: VirtualServer) -> int:
+    """The connections deleting `vs` would cut: established ones (a TCP connection in TIME_WAIT or CLOSE is
+    done); for UDP, which IPVS counts as inactive only, every flow it still remembers."""
     dests = [nl.parse_dest(m) for m in sock.dump(nl.dump_dests(family_id, vs))]
-    return sum(d.active + d.inactive for d in dests)
+    return sum(d.active + (d.inactive if vs.protocol == "UDP" else 0) for d in dests)
 
 
 def _virtual_servers(
