@@ -37,7 +37,7 @@ class ApiServerProcess:
         port: int = 0,
         extra_args: Sequence[str] = (),
         log_file: Path | None = None,
-        start_timeout: float = 15.0,
+        start_timeout: float = 60.0,  # a wait, not a bound: a start-up stretches under a loaded machine
     ) -> None:
         # Absolute: the child runs from the repository root.
         self.data_dir = Path(data_dir).absolute() if data_dir is not None else None

@@ -100,7 +100,7 @@ class ControllerProcess:
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")[self._log_offset :] if self.log_file.exists() else ""
 
-    def wait_started(self, timeout: float = 20.0) -> None:
+    def wait_started(self, timeout: float = 60.0) -> None:
         def started() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:

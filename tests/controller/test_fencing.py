@@ -95,7 +95,7 @@ def test_a_resumed_leader_writes_nothing_after_its_deadline(server: ApiServerPro
         assert leader.proc is not None
         os.kill(leader.proc.pid, signal.SIGSTOP)
         try:
-            standby.wait_started(timeout=30)
+            standby.wait_started()
             # Work the paused leader will find queued on its watches when it wakes up.
             for index in range(4):
                 apply(kubectl, service(f"while-paused-{index}"))

@@ -84,7 +84,7 @@ def serve_and_fail_over(cluster: Cluster, first: ControllerProcess, second: Cont
 
     leader.kill()  # no clean hand-over: the standby must wait for the lease to expire
     killed_at = time.monotonic()
-    standby.wait_started(timeout=15)
+    standby.wait_started()
     took_over = time.monotonic() - killed_at
     assert took_over < 10, f"takeover took {took_over:.1f}s"
     for index in range(20, 25):
@@ -108,7 +108,7 @@ def test_clean_shutdown_hands_the_lease_over_at_once(cluster: Cluster, start_con
     wait_for("standby waiting", lambda: "event=leader_waiting" in standby.log())
     before = all_assigned(kubectl)
     leader.stop()  # SIGTERM: kopf's cleanup releases the Lease
-    standby.wait_started(timeout=15)
+    standby.wait_started()
     released = log_time(leader.log(), "event=leader_released")
     acquired = log_time(standby.log(), "event=leader_acquired")
     handover = (acquired - released).total_seconds()
