@@ -69,5 +69,7 @@ def test_unrelated_annotation_edits_do_not_repeat_the_failure_event(
     wait_event(kubectl, "lonely", "AllocationFailed", contains='unknown pool "elsewhere"')
     failures = events(kubectl, "lonely", reason="AllocationFailed")
     assert len(failures) == 2, [e["message"] for e in failures]
+    # The recorder folds an identical repeat into its Event's count: a repeat from an edit would show there.
+    assert [e.get("count", 1) for e in failures] == [1, 1], failures
     assert all(len(e["message"]) < 200 for e in failures)
     assert controller.alive()
