@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
 
 from dataplane.iptables.kernel import VARIANTS, Iptables, IptablesError
 from dataplane.iptables.rules import (
@@ -42,13 +45,21 @@ BUILTIN_CHAINS = {
 }
 
 
-def _ipvs_chains(table: str) -> set[str]:
+@cache
+def _ipvs_chains(table: str) -> frozenset[str]:
     # Also kube-proxy's IPVS output filter: a node switching from kube-proxy's IPVS mode loses it.
-    return set(IPVS_CHAINS.get(table, ())) | ({"KUBE-IPVS-OUT-FILTER"} if table == FILTER else set())
+    return frozenset(IPVS_CHAINS.get(table, ())) | ({"KUBE-IPVS-OUT-FILTER"} if table == FILTER else set())
 
 
-def _owned(table: str) -> set[str]:
-    return set(TOP_CHAINS.get(table, ())) | _ipvs_chains(table) | {KUBE_PROXY_CANARY}
+@cache
+def _iptables_chains(table: str) -> frozenset[str]:
+    """iptables mode's chains with fixed names (it also writes NAT's per-Service chains)."""
+    return frozenset(TOP_CHAINS.get(table, ())) | {KUBE_PROXY_CANARY}
+
+
+@cache
+def _owned(table: str) -> frozenset[str]:
+    return _iptables_chains(table) | _ipvs_chains(table)
 
 
 def _ours(table: str, chain: str) -> bool:
@@ -60,72 +71,83 @@ def _ours(table: str, chain: str) -> bool:
 def _kept(keep: str | None, table: str, chain: str) -> bool:
     """A chain that the mode being kept writes itself (so a node switching to it keeps it)."""
     if keep == "iptables":
-        return chain in set(TOP_CHAINS.get(table, ())) | {KUBE_PROXY_CANARY} or (
-            table == NAT and chain.startswith(SERVICE_CHAIN_PREFIXES)
-        )
+        return chain in _iptables_chains(table) or (table == NAT and chain.startswith(SERVICE_CHAIN_PREFIXES))
     if keep == "ipvs":
         return chain in _ipvs_chains(table)
     return False
 
 
-def _dump(iptables: Iptables) -> dict[str, tuple[set[str], list[str]]]:
-    """Table -> (its chains, its `-A` rules), from one `-save` of this variant and family: one process
-    instead of one per built-in chain (each costs ~0.5 s of CPU in a user-mode-linux guest), and the tables
-    that exist at all (so that cleaning never creates one). Both variants' save reads every table anyway."""
-    try:
-        text = iptables.save()
-    except IptablesError:
-        return {}
-    tables: dict[str, tuple[set[str], list[str]]] = {}
-    current: tuple[set[str], list[str]] = (set(), [])
-    for line in text.splitlines():
-        if line.startswith("*"):
-            current = tables.setdefault(line[1:].strip(), (set(), []))
+@dataclass
+class TableCleanup:
+    """What goes from one table: our chains, and the rules (as `-D`) jumping to them from built-in chains."""
+
+    chains: list[str] = field(default_factory=list)
+    jumps: list[str] = field(default_factory=list)
+
+    def restore_input(self, table: str) -> str:
+        doomed = sorted(self.chains)
+        return "\n".join(
+            [
+                f"*{table}",
+                *(f":{c} - [0:0]" for c in doomed),  # flushed first: a chain is deleted only when empty
+                *self.jumps,
+                *(f"-X {c}" for c in doomed),
+                "COMMIT",
+                "",
+            ]
+        )
+
+
+def plan_cleanup(save: Iterable[str], keep: str | None = None) -> dict[str, TableCleanup]:
+    """Table -> what to remove from it (our chains and the jumps to them, but those mode `keep` writes), from
+    the lines of one `-save` of a variant and family: one process, not one per built-in chain (each costs
+    ~0.5 s of CPU in a user-mode-linux guest). Only tables that exist and hold something to remove appear,
+    so cleaning never creates a table.
+
+    Each line is looked at once and only those to act on are kept: a node leaving another mode after its
+    first iptables sync reads its own ruleset here (~430,000 lines at 10,000 Services), all of which stays."""
+    plans: dict[str, TableCleanup] = {}
+    table = ""
+    plan = TableCleanup()
+    owned: frozenset[str] = frozenset()
+    builtin: tuple[str, ...] = ()
+    for line in save:
+        if line.startswith("-A "):
+            # Most lines are rules in our own chains: deleting a chain removes them, so they need no look.
+            if line.startswith(builtin) and " -j " in line:
+                target = line.rpartition(" -j ")[2].split()[0]
+                if target in owned and not _kept(keep, table, target):
+                    plan.jumps.append("-D" + line[2:].rstrip("\n"))
         elif line.startswith(":"):
-            current[0].add(line[1:].split()[0])
-        elif line.startswith("-A "):
-            current[1].append(line)
-    return tables
+            chain = line[1:].split(maxsplit=1)[0]
+            if _ours(table, chain) and not _kept(keep, table, chain):
+                plan.chains.append(chain)
+        elif line.startswith("*"):
+            table = line[1:].strip()
+            plan = plans.setdefault(table, TableCleanup())
+            owned = _owned(table)
+            builtin = tuple(f"-A {c} " for c in BUILTIN_CHAINS.get(table, ()))
+    return {t: p for t in (FILTER, NAT, MANGLE) if (p := plans.get(t, TableCleanup())).chains or p.jumps}
 
 
 def cleanup_iptables(iptables: Iptables, keep: str | None = None) -> tuple[int, int]:
     """(chains removed, failures) for one variant and family; the chains mode `keep` writes stay."""
     removed = failures = 0
-    present = _dump(iptables)
-    for table in (FILTER, NAT, MANGLE):
-        if table not in present:
-            continue
-        names, rules = present[table]
-        lines: list[str] = []
-        for rule in rules:
-            if rule.split()[1] not in BUILTIN_CHAINS[table]:
-                continue
-            target = rule.rpartition(" -j ")[2].split()[0] if " -j " in rule else ""
-            if target in _owned(table) and not _kept(keep, table, target):
-                lines.append("-D" + rule[2:])
-        chains = sorted(c for c in names if _ours(table, c) and not _kept(keep, table, c))
-        if not lines and not chains:
-            continue
-        text = "\n".join(
-            [
-                f"*{table}",
-                *(f":{c} - [0:0]" for c in chains),
-                *lines,
-                *(f"-X {c}" for c in chains),
-                "COMMIT",
-                "",
-            ]
-        )
+    try:
+        plans = plan_cleanup(iptables.save_lines(), keep)
+    except IptablesError:
+        return 0, 0  # this variant cannot be read here: nothing of ours can be in it
+    for table, plan in plans.items():
         try:
-            iptables.restore(text)
-            removed += len(chains)
+            iptables.restore(plan.restore_input(table))
+            removed += len(plan.chains)
             log.info(
                 "event=cleaned variant=%s family=ipv%d table=%s chains=%d jumps=%d",
                 iptables.variant,
                 iptables.family,
                 table,
-                len(chains),
-                len(lines),
+                len(plan.chains),
+                len(plan.jumps),
             )
         except IptablesError as exc:
             log.error(
