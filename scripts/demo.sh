@@ -106,10 +106,17 @@ kubectl get svc nginx-sticky >/dev/null 2>&1 \
     || step kubectl expose deployment nginx-app --name nginx-sticky --port 80 --target-port 80 --session-affinity ClientIP
 sticky_ip=$(kubectl get svc nginx-sticky -o jsonpath='{.spec.clusterIP}')
 step kubectl get svc nginx-sticky -o wide
+# The Service was created a moment ago: wait for the dataplanes to program it (a sync, usually well under 1 s).
+for _ in $(seq 1 60); do
+    lab exec node1 -- curl -s -m 2 -o /dev/null "http://$sticky_ip/" && lab exec node2 -- curl -s -m 2 -o /dev/null "http://$sticky_ip/" && break
+    sleep 0.5
+done
 sticky=""
 for node in node1 node2; do
     echo "from $node, 6 requests to $sticky_ip:80:"
-    pods=$(for _ in 1 2 3 4 5 6; do lab exec "$node" -- curl -s -m 3 "http://$sticky_ip/" | cut -d' ' -f1; done)
+    pods=$(for _ in 1 2 3 4 5 6; do
+        { lab exec "$node" -- curl -s -m 3 "http://$sticky_ip/" || echo "no-answer"; } | cut -d' ' -f1
+    done)
     echo "$pods" | sort | uniq -c | sed 's/^ */  /'
     # The pod most requests went to, and how many: 6/6 when the affinity holds.
     top=$(echo "$pods" | sort | uniq -c | sort -rn | head -1)
