@@ -91,6 +91,11 @@ done
 step kubectl get servicel2status -A
 
 bold "== 4/7 from the client: curl the EXTERNAL-IP (each line: the pod that answered, and the client it saw)"
+# The IP was assigned a moment ago: wait until a speaker announces it and the dataplanes forward it.
+for _ in $(seq 1 60); do
+    in_client curl -s -m 2 -o /dev/null "http://$lb_ip:8090/" && break
+    sleep 0.5
+done
 lb_answers=0
 for _ in 1 2 3 4 5; do
     if step in_client curl -s -m 3 "http://$lb_ip:8090/"; then lb_answers=$((lb_answers + 1)); fi
