@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_kubectl
+from tests.controller.helpers import wait_for as poll_until
 from tests.lab.conftest import LabFactory, lab_factory, ns_run
 
 __all__ = ["lab_factory"]
@@ -29,14 +29,8 @@ pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    """The shared poll (tests.controller.helpers), with this module's longer default for a whole lab."""
+    return poll_until(what, check, timeout, interval=0.3)
 
 
 def test_the_manifests_run_ironlb_and_the_external_ip_answers(lab_factory: LabFactory) -> None:

@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from lab.runner import Lab
 from lab.topology import load_topology
 from tests.conftest import make_kubectl
+from tests.controller.helpers import wait_for as poll_until
 from tests.tutorial import NGINX_SVC
 
 from .conftest import REPO, LabFactory, lab_cli, lab_leftovers, ns_run, topology_copy
@@ -28,14 +28,8 @@ pytestmark = pytest.mark.root
 
 
 def wait_for(what: str, probe: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    """The shared poll (tests.controller.helpers), with this module's longer default for a whole lab."""
+    return poll_until(what, probe, timeout, interval=0.3)
 
 
 def test_tutorial_nginx_on_the_lab(tmp_path: Path, lab_factory: LabFactory):
