@@ -12,6 +12,7 @@ from k8s.informer import Informer
 from k8s.meta import JSON, resource_path
 from lab.controllers import daemonset_plan, naming, podstate
 from lab.controllers.expectations import Expectations
+from lab.controllers.workload_status import write_status
 
 log = logging.getLogger("lab.controllers.daemonsets")
 
@@ -91,14 +92,7 @@ class DaemonSetController:
                 "event=pod_created daemonset=%s/%s pod=%s node=%s", *key, name, manifest["spec"]["nodeName"]
             )
         if daemonset_plan.status_changed(ds.get("status"), plan.status):
-            try:
-                self.kube.merge_patch(
-                    resource_path("apps/v1", "daemonsets", namespace, key[1], "status"),
-                    {"status": plan.status},
-                )
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
+            write_status(self.kube, "daemonsets", namespace, key[1], plan.status)
         return bool(plan.create or plan.delete)
 
     def collect_orphans(self, owned: dict[str, list[JSON]], live: set[str]) -> None:

@@ -13,6 +13,7 @@ from k8s.informer import Informer
 from k8s.meta import JSON, resource_path
 from lab.controllers import deployment_plan, podstate, scheduling
 from lab.controllers.expectations import Expectations
+from lab.controllers.workload_status import write_status
 
 log = logging.getLogger("lab.controllers.deployments")
 
@@ -91,14 +92,7 @@ class DeploymentController:
             self.expectations.expect(key, (namespace, name), None, time.monotonic())
             log.info("event=pod_deleted deployment=%s/%s pod=%s", *key, name)
         if deployment_plan.status_changed(deploy.get("status"), plan.status):
-            try:
-                self.kube.merge_patch(
-                    resource_path("apps/v1", "deployments", namespace, key[1], "status"),
-                    {"status": plan.status},
-                )
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
+            write_status(self.kube, "deployments", namespace, key[1], plan.status)
         return bool(plan.create or plan.delete)
 
     def collect_orphans(self, pods: list[JSON], live_uids: set[str]) -> None:
