@@ -164,6 +164,7 @@ class ComponentRuntime:
         spec = {
             "scratch": str(scratch),
             "mounts": mounts,
+            "image": [str(REPO_ROOT), sys.prefix, sys.base_prefix],
             "setpriv": containers.setpriv_argv(plan.privileges),
             "argv": plan.argv,
             "env": plan.env,
