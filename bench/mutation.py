@@ -274,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shutil.copytree(REPO, workdir, ignore=COPY_IGNORE, dirs_exist_ok=True)
     (workdir / "tmp").mkdir(exist_ok=True)
+    # mutmut runs the tests in its own process, with mutants/ on PYTHONPATH; a path entry missing when
+    # Python starts is cached as "no such directory", so the first run in a new work directory failed to
+    # import bench.mutation_pytest ("No module named 'bench'") and only a second run worked.
+    (workdir / "mutants").mkdir(exist_ok=True)
     write_config(workdir, packages, excluded, tests)
 
     again = []
