@@ -126,6 +126,9 @@ def write_config(workdir: Path, packages: list[str], excluded: list[str], tests:
 def mutmut(workdir: Path, *args: str, capture: bool = True) -> str:
     binary = Path(sys.executable).with_name("mutmut")
     # The mutated copy comes first on the path (mutmut runs pytest inside it), bench.mutation_pytest with it.
+    # It must exist before mutmut starts: Python caches a path entry missing at start-up as absent, and the
+    # first run in a new work directory then failed to import bench.mutation_pytest (No module named bench).
+    (workdir / "mutants").mkdir(exist_ok=True)
     env = dict(
         os.environ,
         TMPDIR=str(workdir / "tmp"),
@@ -274,10 +277,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shutil.copytree(REPO, workdir, ignore=COPY_IGNORE, dirs_exist_ok=True)
     (workdir / "tmp").mkdir(exist_ok=True)
-    # mutmut runs the tests in its own process, with mutants/ on PYTHONPATH; a path entry missing when
-    # Python starts is cached as "no such directory", so the first run in a new work directory failed to
-    # import bench.mutation_pytest ("No module named 'bench'") and only a second run worked.
-    (workdir / "mutants").mkdir(exist_ok=True)
     write_config(workdir, packages, excluded, tests)
 
     again = []
